@@ -1,0 +1,87 @@
+"""Alerts: the typed transitions the rules emit, before they become MQTT payloads.
+
+Severity follows IEC 60601-1-8 priorities (low/medium/high) with two higher clinical
+tiers: ``critical`` (high fever, or fever with a fast heart rate) and ``emergency``
+(reserved for SpO2 and blood-pressure rules: call emergency services).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class AlertKind(StrEnum):
+    # Clinical
+    FEVER = "fever"
+    HIGH_FEVER = "high_fever"
+    TACHYCARDIA = "tachycardia"
+    FEVER_TACHYCARDIA = "fever_tachycardia"
+    # Technical: the hub cannot see the patient properly. On by default.
+    NO_DATA = "no_data"
+    SENSOR_CONTACT_LOST = "sensor_contact_lost"
+    DEVICE_DISCONNECTED = "device_disconnected"
+    BATTERY_LOW = "battery_low"
+    ADAPTER_UNAVAILABLE = "adapter_unavailable"
+    OUTBOX_BACKLOG = "outbox_backlog"
+    DISK_LOW = "disk_low"
+
+    @property
+    def is_technical(self) -> bool:
+        return self not in _CLINICAL
+
+
+_CLINICAL = frozenset(
+    {AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.TACHYCARDIA, AlertKind.FEVER_TACHYCARDIA}
+)
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+    EMERGENCY = "emergency"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+
+_SEVERITY_ORDER = [
+    Severity.LOW,
+    Severity.MEDIUM,
+    Severity.HIGH,
+    Severity.CRITICAL,
+    Severity.EMERGENCY,
+]
+
+
+class AlertState(StrEnum):
+    RAISED = "raised"
+    SEVERITY_CHANGED = "severity_changed"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """One change in the life of one alert, as decided by pure rule code.
+
+    ``alert_id`` stays the same for the whole life of an alert (raised → cleared), so
+    subscribers can group and de-duplicate. ``value``/``unit``/``threshold`` describe the
+    measurement that caused the transition (for technical alarms, e.g. minutes without data).
+    """
+
+    alert_id: str
+    kind: AlertKind
+    state: AlertState
+    severity: Severity
+    value: float | None
+    unit: str
+    threshold: float | None
+    observed_at: datetime
+    raised_at: datetime
+    device: str | None

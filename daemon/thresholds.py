@@ -1,0 +1,61 @@
+"""Alarm thresholds. Every number is set by the care team; the defaults and their sources are
+in ../shared/reference/clinical.md (ASTCT 2019, drug labels, Crombie et al. Blood 2024).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeverThresholds(_Strict):
+    # ASTCT 2019 grade-1 CRS and every CAR-T/bispecific label: >= 38.0 °C (100.4 °F).
+    threshold_c: float = Field(38.0, gt=30.0, lt=45.0)
+    # A second, higher tier; NEWS2 scores >= 39.1 °C as 2 and Hay et al. use ~38.9 °C.
+    high_threshold_c: float = Field(39.0, gt=30.0, lt=45.0)
+    # Confirmation: the low median of readings in the window must be at or above the
+    # threshold, over at least min_samples readings spanning at least min_span_s, so that
+    # one artifact sample (a hot blanket, a loose patch) never alarms.
+    confirm_window_s: float = Field(300.0, gt=0)
+    confirm_min_samples: int = Field(2, ge=1)
+    confirm_min_span_s: float = Field(60.0, ge=0)
+    # Hysteresis: clears once the window median stays below threshold - margin for clear_hold_s.
+    # ISO 80601-2-56 allows ±0.3 °C laboratory error, so the margin is at least that.
+    clear_margin_c: float = Field(0.3, ge=0)
+    clear_hold_s: float = Field(900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeverThresholds:
+        if self.high_threshold_c <= self.threshold_c:
+            raise ValueError("high_threshold_c must be above threshold_c")
+        return self
+
+
+class TachycardiaThresholds(_Strict):
+    # No CRS-specific number exists (clinical.md §2.1); >100 bpm is the clinical convention.
+    threshold_bpm: float = Field(100.0, gt=0, lt=300)
+    # Heart rate must stay above the threshold, with sensor contact, for the whole window.
+    window_s: float = Field(600.0, gt=0)
+    # A gap in readings longer than this restarts the window: we cannot vouch for it.
+    max_gap_s: float = Field(60.0, gt=0)
+    clear_margin_bpm: float = Field(5.0, ge=0)
+    clear_hold_s: float = Field(300.0, gt=0)
+
+
+class StaleDataThresholds(_Strict):
+    """Technical alarms: on by default (xDrip+ #3380, Nightscout #1061)."""
+
+    temperature_s: float = Field(600.0, gt=0)
+    heart_rate_s: float = Field(300.0, gt=0)
+    contact_lost_s: float = Field(120.0, gt=0)
+    disconnected_s: float = Field(300.0, gt=0)
+    battery_low_percent: float = Field(20.0, ge=0, le=100)
+
+
+class Thresholds(_Strict):
+    fever: FeverThresholds = FeverThresholds()
+    tachycardia: TachycardiaThresholds = TachycardiaThresholds()
+    stale: StaleDataThresholds = StaleDataThresholds()
