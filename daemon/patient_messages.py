@@ -1,0 +1,130 @@
+"""Plain-language text for the patient, one per alert kind.
+
+Wording follows the patient education in clinical.md §6: any fever, call your care team right
+away; call emergency services for trouble breathing, fainting or new confusion; never let missing
+data look normal (tell the patient to take their temperature with a thermometer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daemon.alerts import AlertKind, AlertState
+
+
+@dataclass(frozen=True, slots=True)
+class CareContact:
+    team_name: str
+    phone: str
+    emergency_number: str
+    fahrenheit_first: bool
+
+
+def format_temperature(celsius: float, fahrenheit_first: bool) -> str:
+    fahrenheit = celsius * 9 / 5 + 32
+    c, f = f"{celsius:.1f} °C", f"{fahrenheit:.1f} °F"
+    return f"{f} ({c})" if fahrenheit_first else f"{c} ({f})"
+
+
+def _emergency(contact: CareContact) -> str:
+    return (
+        f"Call {contact.emergency_number} instead if you have trouble breathing, feel faint or "
+        "dizzy when you stand, become confused, or cannot reach your care team."
+    )
+
+
+def _call(contact: CareContact) -> str:
+    return f"Call {contact.team_name} now at {contact.phone}."
+
+
+_SYMPTOMS = (
+    "This can be an early sign of cytokine release syndrome (CRS), a known side effect of your "
+    "treatment."
+)
+
+
+def patient_message(
+    kind: AlertKind,
+    state: AlertState,
+    value: float | None,
+    contact: CareContact,
+    *,
+    heart_rate_bpm: float | None = None,
+) -> str:
+    """The sentence(s) shown to the patient for one alert transition."""
+    if state is AlertState.CLEARED:
+        return _cleared(kind, contact)
+    if state is AlertState.ACKNOWLEDGED:
+        return f"{contact.team_name} has seen this alert. Follow their advice. {_emergency(contact)}"
+    temp = format_temperature(value, contact.fahrenheit_first) if value is not None else None
+    match kind:
+        case AlertKind.FEVER | AlertKind.HIGH_FEVER:
+            high = " This is a high fever." if kind is AlertKind.HIGH_FEVER else ""
+            return (
+                f"Your temperature is {temp}: you have a fever.{high} {_SYMPTOMS} "
+                f"{_call(contact)} {_emergency(contact)}"
+            )
+        case AlertKind.FEVER_TACHYCARDIA:
+            rate = f" and your heart rate is {heart_rate_bpm:.0f} beats per minute" if heart_rate_bpm else (
+                " and your heart is beating fast"
+            )
+            return (
+                f"Your temperature is {temp}{rate}. {_SYMPTOMS} "
+                f"{_call(contact)} {_emergency(contact)}"
+            )
+        case AlertKind.TACHYCARDIA:
+            rate_text = f"{value:.0f} beats per minute" if value is not None else "fast"
+            return (
+                f"Your heart rate has stayed high ({rate_text}) while resting. {_SYMPTOMS} "
+                f"Take your temperature with a thermometer. {_call(contact)} {_emergency(contact)}"
+            )
+        case AlertKind.NO_DATA:
+            return (
+                "No reading has arrived from your monitor for a while. Check that the patch or "
+                "strap is on your skin and charged. Take your temperature with a thermometer now, "
+                f"and call {contact.team_name} at {contact.phone} if it is 38.0 °C (100.4 °F) or "
+                "higher or you feel unwell."
+            )
+        case AlertKind.SENSOR_CONTACT_LOST:
+            return (
+                "Your monitor is not touching your skin properly. Put it back in place as shown "
+                "by your care team. Until it works, take your temperature with a thermometer and "
+                f"call {contact.team_name} at {contact.phone} if you feel unwell."
+            )
+        case AlertKind.DEVICE_DISCONNECTED:
+            return (
+                "Your monitor has lost its connection to the home hub. Stay within a few metres "
+                "of the hub and check the monitor is charged. Take your temperature with a "
+                f"thermometer and call {contact.team_name} at {contact.phone} if you feel unwell."
+            )
+        case AlertKind.BATTERY_LOW:
+            return (
+                "Your monitor's battery is low. Charge or replace it today as your care team "
+                "showed you, so that monitoring does not stop."
+            )
+        case AlertKind.ADAPTER_UNAVAILABLE:
+            return (
+                "The home hub cannot use Bluetooth, so it cannot read your monitor. Restart the "
+                "hub. Until it works, take your temperature with a thermometer every few hours and "
+                f"call {contact.team_name} at {contact.phone} if you feel unwell."
+            )
+        case AlertKind.OUTBOX_BACKLOG:
+            return (
+                "The home hub cannot reach your care team's system. Check your home internet. "
+                f"If you feel unwell, call {contact.team_name} at {contact.phone} directly."
+            )
+        case AlertKind.DISK_LOW:
+            return (
+                "The home hub is running out of storage. Please tell your care team at "
+                f"{contact.phone} so they can fix it; monitoring continues for now."
+            )
+    raise AssertionError(f"no patient message for {kind}")  # pragma: no cover
+
+
+def _cleared(kind: AlertKind, contact: CareContact) -> str:
+    if kind.is_technical:
+        return "Your monitor is working normally again."
+    return (
+        "Your readings are back below the alert level. Keep wearing your monitor. If you feel "
+        f"unwell, call {contact.team_name} at {contact.phone}."
+    )
