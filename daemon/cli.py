@@ -1,0 +1,200 @@
+"""The `crs-hub` command line (argparse: the standard library's CLI parser is enough here)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daemon import __version__
+
+EXIT_USAGE = 2
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # bleak and dbus-fast are chatty at DEBUG and may print addresses; keep them at INFO.
+    for name in ("bleak", "dbus_fast", "apscheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _load_config_or_exit(path: Path) -> object:
+    from daemon.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from daemon.config import Config, permission_warnings
+    from daemon.profiles import ProfileError, load_profiles
+
+    config = _load_config_or_exit(args.file)
+    assert isinstance(config, Config)
+    problems = []
+    try:
+        profiles = load_profiles(config.device_profiles_dir)
+    except ProfileError as exc:
+        problems.append(f"device_profiles_dir: {exc}")
+        profiles = {}
+    for index, device in enumerate(config.devices):
+        if profiles and device.profile not in profiles:
+            known = ", ".join(sorted(profiles))
+            problems.append(f"devices[{index}].profile: unknown profile {device.profile!r} "
+                            f"(known: {known})")
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    for warning in permission_warnings(args.file, config):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"ok: hub {config.hub.id}, patient {config.patient.id}, {len(config.devices)} device(s), "
+        f"fever >= {config.thresholds.fever.threshold_c} °C, tachycardia > "
+        f"{config.thresholds.tachycardia.threshold_bpm:g} bpm for "
+        f"{config.thresholds.tachycardia.window_s / 60:g} min, MQTT "
+        f"{config.mqtt.host}:{config.mqtt.port} under {config.mqtt.topic_prefix}/"
+    )
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from daemon.decoding import DecodeError, decode, describe, normalize_uuid
+
+    try:
+        characteristic = normalize_uuid(args.characteristic)
+    except ValueError as exc:
+        print(f"characteristic {args.characteristic!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = 0
+    for text in args.payloads:
+        try:
+            data = bytes.fromhex(text.replace(":", "").replace(" ", ""))
+        except ValueError:
+            print(f"{text}: not a hex string", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        try:
+            result = decode(characteristic, data)
+        except DecodeError as exc:
+            print(f"{text}: {exc}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        print(json.dumps(describe(result), ensure_ascii=False))
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from daemon.payloads import schema_text
+
+    print(schema_text())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.config import Config
+    from daemon.service import run_service
+
+    config = _load_config_or_exit(args.config)
+    assert isinstance(config, Config)
+    _configure_logging(args.verbose)
+    return asyncio.run(run_service(config))
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from daemon.profiles import load_profiles
+    from daemon.scan import format_scan, scan
+
+    _configure_logging(False)
+    profiles = load_profiles(None)
+    results = asyncio.run(scan(args.timeout, args.adapter, profiles))
+    print(format_scan(results))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from daemon.demo import run_demo
+
+    return asyncio.run(run_demo(json_output=args.json, time_scale=args.time_scale,
+                                verbose=args.verbose))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crs-hub",
+        description="Watches temperature and heart rate from Bluetooth wearables after CAR-T or "
+        "bispecific therapy and alerts the patient and care team over MQTT when signs of "
+        "cytokine release syndrome appear. Not a certified medical device.",
+    )
+    parser.add_argument("--version", action="version", version=f"crs-hub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the hub daemon")
+    run.add_argument("--config", type=Path, required=True, help="the hub's TOML config file")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="debug logging (includes vital signs: do not leave on)")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file and print a summary",
+                           description="Exit 0 with a one-line summary, or 2 with one "
+                           "'path.to.field: reason' line per problem.")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_check_config)
+
+    dec = sub.add_parser(
+        "decode", help="decode captured GATT payloads to JSON",
+        description="Decode Bluetooth characteristic payloads (hex) the way the hub does, one "
+        "JSON object per payload. Example: crs-hub decode 2a37 16480104 ")
+    dec.add_argument("characteristic",
+                     help="16-bit id such as 2a37, 2a1c, 2a1e, 2a19, 2a5e, 2a5f, 2a35, or a UUID")
+    dec.add_argument("payloads", nargs="+", metavar="HEX")
+    dec.set_defaults(func=cmd_decode)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of every MQTT payload")
+    schema.set_defaults(func=cmd_schema)
+
+    scan = sub.add_parser("scan", help="list nearby wearables and the device profile that fits")
+    scan.add_argument("--timeout", type=float, default=10.0, help="seconds to scan (default 10)")
+    scan.add_argument("--adapter", default=None, help="Bluetooth adapter, e.g. hci0")
+    scan.set_defaults(func=cmd_scan)
+
+    demo = sub.add_parser(
+        "demo", help="run the whole pipeline on simulated wearables (no setup needed)",
+        description="Starts a simulated BlueZ with a 'CRS onset' scenario, a broker, and the real "
+        "hub pipeline, then prints the alerts a care team would receive.")
+    demo.add_argument("--json", action="store_true", help="one JSON alert payload per line")
+    demo.add_argument("--time-scale", type=float, default=120.0,
+                      help="scenario seconds per real second (default 120)")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show the hub's log")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
