@@ -53,9 +53,35 @@ class StaleDataThresholds(_Strict):
     contact_lost_s: float = Field(120.0, gt=0)
     disconnected_s: float = Field(300.0, gt=0)
     battery_low_percent: float = Field(20.0, ge=0, le=100)
+    # Hysteresis (reliability.md §1 alarm fatigue: "hysteresis on clearing"): BATTERY_LOW clears
+    # only at battery_low_percent + this margin, so a level flickering 19/20/21 % alarms once.
+    battery_clear_margin_percent: float = Field(5.0, ge=0, le=100)
+
+
+class HubHealthThresholds(_Strict):
+    """The hub's own resources. reliability.md §2 recommends "a bounded outbox where overflow
+    raises a technical alarm" (checklist item 8: a full outbox does not drop silently)."""
+
+    # Paho C's maxBufferedMessages defaults to 100 (reliability.md §2): an outbox holding more
+    # unsent messages than that means alerts are not reaching the care team.
+    outbox_pending_max: int = Field(100, ge=1)
+    # Hysteresis: publishing the alarm itself adds to the outbox, so clearing right at the limit
+    # would make the alarm feed itself (raise, clear, raise...). Clear once half has drained.
+    outbox_clear_pending: int = Field(50, ge=0)
+    # 200 MB (10^6 bytes): room for the SQLite WAL, the alert journal and the outbox.
+    disk_free_min_bytes: int = Field(200_000_000, ge=0)
+    # Hysteresis as above: DISK_LOW clears at disk_free_min_bytes + this margin.
+    disk_clear_margin_bytes: int = Field(50_000_000, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HubHealthThresholds:
+        if self.outbox_clear_pending >= self.outbox_pending_max:
+            raise ValueError("outbox_clear_pending must be below outbox_pending_max")
+        return self
 
 
 class Thresholds(_Strict):
     fever: FeverThresholds = FeverThresholds()
     tachycardia: TachycardiaThresholds = TachycardiaThresholds()
     stale: StaleDataThresholds = StaleDataThresholds()
+    hub: HubHealthThresholds = HubHealthThresholds()

@@ -1,0 +1,328 @@
+"""Clinical rules: fever and tachycardia, with confirmation and hysteresis. Pure: time arrives on
+the readings (and as ``tick(now)``'s argument); alert ids come from an injected factory.
+
+One ``ClinicalRules`` instance watches ONE patient. Its two alerts are patient-level:
+
+- the *fever* alert (kinds FEVER → HIGH_FEVER → FEVER_TACHYCARDIA, one ``alert_id``);
+- the *tachycardia* alert (kind TACHYCARDIA), open and cleared on its own.
+
+Readings are evaluated per device and the alert is per patient. Why per device: sites and biases
+differ between wearables (clinical.md §2.2), and pooling a detached patch reading 36 °C with a
+febrile one would pull the median down and hide the fever. Why per patient: two patches seeing one
+fever must not page the care team twice. So a fever is confirmed when ANY device confirms it, and
+it clears only when EVERY device that was above the clear band during the alert has shown
+``clear_hold_s`` below it (a device that went silent while febrile keeps the alert open: data
+stopping is TechnicalAlarms' NO_DATA, never a clear).
+
+Fever (per device): the window is the readings within ``confirm_window_s`` up to the newest one.
+Confirmed when it holds >= ``confirm_min_samples`` readings spanning >= ``confirm_min_span_s``
+and its LOW median is >= ``threshold_c`` (>= ``high_threshold_c``: HIGH_FEVER). A lone artifact
+never alarms: it is outvoted by its neighbours, or alone it is too few samples.
+
+Tachycardia (per device): every reading > ``threshold_bpm`` for a run spanning >= ``window_s``,
+with sensor contact (False breaks the run; None means the strap cannot tell, accepted) and no gap
+between consecutive readings > ``max_gap_s``.
+
+Clearing (hysteresis): the device's fever window low median, or every heart-rate reading, stays
+below threshold − margin for ``clear_hold_s`` measured on reading times. A gap (> confirm_window_s
+for temperature, > max_gap_s for heart rate) or a reading without contact restarts that hold: we
+cannot vouch for the interval. So a value oscillating within threshold ± margin never clears and
+raises at most once; and two raises of one alert are at least ``clear_hold_s`` apart.
+
+Severity only rises while open (IEC 60601-1-8 latching): FEVER/HIGH, HIGH_FEVER/CRITICAL and
+FEVER_TACHYCARDIA/CRITICAL (fever alert open while the tachycardia alert is open). If tachycardia
+is already open when the fever is confirmed, the fever alert is RAISED directly as
+FEVER_TACHYCARDIA rather than raised and upgraded in the same instant.
+
+Readings older than the device's previous reading of that vital are ignored (the windows only
+move forward); other vitals are ignored entirely.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from daemon.alert_book import AlertBook, IdFactory, uuid4_id
+from daemon.alerts import AlertKind, AlertTransition, Severity
+from daemon.readings import UNITS, Reading, Vital
+from daemon.thresholds import FeverThresholds, TachycardiaThresholds, Thresholds
+
+RuleKey = Literal["fever", "tachycardia"]
+FEVER: RuleKey = "fever"
+TACHYCARDIA: RuleKey = "tachycardia"
+
+_FEVER_KINDS = (AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.FEVER_TACHYCARDIA)
+_SEVERITY = {
+    AlertKind.FEVER: Severity.HIGH,
+    AlertKind.HIGH_FEVER: Severity.CRITICAL,
+    AlertKind.FEVER_TACHYCARDIA: Severity.CRITICAL,
+    AlertKind.TACHYCARDIA: Severity.MEDIUM,
+}
+
+
+def rule_key(transition: AlertTransition) -> RuleKey | None:
+    """Which clinical alert a journal transition belongs to (None: not a clinical alert)."""
+    if transition.kind in _FEVER_KINDS:
+        return FEVER
+    if transition.kind is AlertKind.TACHYCARDIA:
+        return TACHYCARDIA
+    return None
+
+
+@dataclass
+class _TemperatureTrack:
+    window: deque[tuple[datetime, float]] = field(default_factory=deque)
+    last_at: datetime | None = None
+    median: float | None = None  # low median of the window at last_at
+    cool_since: datetime | None = None  # first reading of the current run below the clear band
+
+
+@dataclass
+class _HeartTrack:
+    last_at: datetime | None = None
+    high_since: datetime | None = None  # first reading of the current run above the threshold
+    cool_since: datetime | None = None  # first reading of the current run below the clear band
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What one reading tells about its device: confirmed tier, and where it sits vs the band."""
+
+    confirmed: AlertKind | None
+    cool: bool  # below threshold − margin (counts towards a clear)
+    value: float
+
+
+class ClinicalRules:
+    """Fever and tachycardia rules for one patient (see the module docstring)."""
+
+    def __init__(self, thresholds: Thresholds, *, new_id: IdFactory = uuid4_id) -> None:
+        self._fever_t: FeverThresholds = thresholds.fever
+        self._tachy_t: TachycardiaThresholds = thresholds.tachycardia
+        self._book: AlertBook[RuleKey] = AlertBook(new_id=new_id, kind_order=_FEVER_KINDS)
+        self._temperature: dict[str, _TemperatureTrack] = {}
+        self._heart: dict[str, _HeartTrack] = {}
+        # Devices that were above the clear band while the alert was open: each must cool.
+        self._hot: dict[RuleKey, set[str]] = {FEVER: set(), TACHYCARDIA: set()}
+        self._started = False
+
+    # -- public API ------------------------------------------------------------------------
+
+    def observe(self, reading: Reading) -> list[AlertTransition]:
+        """Feed one reading; returns the transitions it causes (possibly none)."""
+        if reading.vital is Vital.TEMPERATURE:
+            self._started = True
+            return self._observe_temperature(reading)
+        if reading.vital is Vital.HEART_RATE:
+            self._started = True
+            return self._observe_heart_rate(reading)
+        return []
+
+    def tick(self, now: datetime) -> list[AlertTransition]:
+        """Time passing alone never changes a clinical alert: a raise needs readings, and a clear
+        needs fresh readings below the band (a fever is never cleared because data stopped;
+        stale data is a technical alarm). Kept so the shell can tick every engine alike."""
+        del now
+        return []
+
+    def open_alerts(self) -> list[AlertTransition]:
+        """The latest transition of each open clinical alert."""
+        return self._book.open_alerts()
+
+    def restore(self, open_alerts: Iterable[AlertTransition]) -> None:
+        """Re-open alerts after a restart without raising them again.
+
+        Technical and CLEARED transitions are ignored. A restored alert stays open while its
+        condition still holds (no new RAISED) and clears through the normal hysteresis on new
+        readings; the device that confirmed it must itself show the clear hold. Must be called
+        before the first reading.
+        """
+        if self._started:
+            raise RuntimeError("restore() must be called before the first reading")
+        for key in self._book.restore(open_alerts, rule_key):
+            restored = self._book.get(key)
+            if restored is not None and restored.device is not None:
+                self._hot[key].add(restored.device)
+
+    # -- fever -----------------------------------------------------------------------------
+
+    def _observe_temperature(self, reading: Reading) -> list[AlertTransition]:
+        t = self._fever_t
+        track = self._temperature.setdefault(reading.device, _TemperatureTrack())
+        at = reading.observed_at
+        if track.last_at is not None and at < track.last_at:
+            return []
+        if reading.sensor_contact is False:
+            # A patch off the skin reads the room or the blanket: use it neither way.
+            track.cool_since = None
+            return []
+        window = timedelta(seconds=t.confirm_window_s)
+        if track.last_at is not None and at - track.last_at > window:
+            track.cool_since = None
+        track.window.append((at, reading.value))
+        while track.window[0][0] < at - window:
+            track.window.popleft()
+        track.last_at = at
+        median = statistics.median_low(v for _, v in track.window)
+        track.median = median
+        span = (at - track.window[0][0]).total_seconds()
+        confirmed: AlertKind | None = None
+        if (
+            len(track.window) >= t.confirm_min_samples
+            and span >= t.confirm_min_span_s
+            and median >= t.threshold_c
+        ):
+            confirmed = AlertKind.HIGH_FEVER if median >= t.high_threshold_c else AlertKind.FEVER
+        cool = median < t.threshold_c - t.clear_margin_c
+        if cool:
+            track.cool_since = track.cool_since or at
+        else:
+            track.cool_since = None
+        return self._apply(FEVER, reading, _Evaluation(confirmed, cool, median))
+
+    # -- tachycardia -----------------------------------------------------------------------
+
+    def _observe_heart_rate(self, reading: Reading) -> list[AlertTransition]:
+        t = self._tachy_t
+        track = self._heart.setdefault(reading.device, _HeartTrack())
+        at = reading.observed_at
+        if track.last_at is not None and at < track.last_at:
+            return []
+        gap = track.last_at is not None and (at - track.last_at).total_seconds() > t.max_gap_s
+        track.last_at = at
+        if reading.sensor_contact is False or gap:
+            track.high_since = None
+            track.cool_since = None
+        if reading.sensor_contact is False:
+            return []
+        value = reading.value
+        if value > t.threshold_bpm:
+            track.high_since = track.high_since or at
+        else:
+            track.high_since = None
+        cool = value < t.threshold_bpm - t.clear_margin_bpm
+        if cool:
+            track.cool_since = track.cool_since or at
+        else:
+            track.cool_since = None
+        confirmed = (
+            AlertKind.TACHYCARDIA
+            if track.high_since is not None
+            and (at - track.high_since).total_seconds() >= t.window_s
+            else None
+        )
+        return self._apply(TACHYCARDIA, reading, _Evaluation(confirmed, cool, value))
+
+    # -- shared lifecycle ------------------------------------------------------------------
+
+    def _apply(self, key: RuleKey, reading: Reading, ev: _Evaluation) -> list[AlertTransition]:
+        out: list[AlertTransition] = []
+        at = reading.observed_at
+        open_alert = self._book.get(key)
+        if open_alert is None:
+            if ev.confirmed is not None:
+                kind = ev.confirmed
+                if key == FEVER and TACHYCARDIA in self._book:
+                    kind = AlertKind.FEVER_TACHYCARDIA
+                out.append(
+                    self._book.raise_alert(
+                        key,
+                        kind=kind,
+                        severity=_SEVERITY[kind],
+                        value=ev.value,
+                        unit=UNITS[reading.vital],
+                        threshold=self._raise_threshold(kind),
+                        at=at,
+                        device=reading.device,
+                    )
+                )
+                self._hot[key] = {reading.device} | self._devices_above_band(key, at)
+        else:
+            if not ev.cool:
+                self._hot[key].add(reading.device)
+            if ev.confirmed is not None:
+                changed = self._book.worsen(
+                    key,
+                    kind=ev.confirmed,
+                    severity=_SEVERITY[ev.confirmed],
+                    value=ev.value,
+                    threshold=self._raise_threshold(ev.confirmed),
+                    at=at,
+                )
+                if changed is not None:
+                    out.append(changed)
+            elif self._may_clear(key, reading.device):
+                out.append(
+                    self._book.clear(
+                        key, value=ev.value, threshold=self._clear_threshold(key), at=at
+                    )
+                )
+                self._hot[key] = set()
+        out.extend(self._combine(at))
+        return out
+
+    def _combine(self, at: datetime) -> list[AlertTransition]:
+        """Fever alert open while tachycardia is open → FEVER_TACHYCARDIA / CRITICAL."""
+        fever = self._book.get(FEVER)
+        if fever is None or TACHYCARDIA not in self._book:
+            return []
+        kind = AlertKind.FEVER_TACHYCARDIA
+        changed = self._book.worsen(
+            FEVER,
+            kind=kind,
+            severity=_SEVERITY[kind],
+            value=fever.value,  # the fever alert keeps describing temperature
+            threshold=self._raise_threshold(kind),
+            at=at,
+        )
+        return [] if changed is None else [changed]
+
+    def _may_clear(self, key: RuleKey, device: str) -> bool:
+        hot = self._hot[key]
+        # With no device on record (a restored alert without one), the reporting device must
+        # itself have held below the band; otherwise every device that was above it must have.
+        required = hot or {device}
+        return all(self._held_cool(key, d) for d in required)
+
+    def _held_cool(self, key: RuleKey, device: str) -> bool:
+        track: _TemperatureTrack | _HeartTrack | None
+        if key == FEVER:
+            track, hold = self._temperature.get(device), self._fever_t.clear_hold_s
+        else:
+            track, hold = self._heart.get(device), self._tachy_t.clear_hold_s
+        if track is None or track.cool_since is None or track.last_at is None:
+            return False
+        return (track.last_at - track.cool_since).total_seconds() >= hold
+
+    def _devices_above_band(self, key: RuleKey, at: datetime) -> set[str]:
+        """Devices currently above the clear band, counting only recent ones: a spare patch last
+        seen days ago must not hold the alert open forever."""
+        tracks: dict[str, _TemperatureTrack] | dict[str, _HeartTrack]
+        if key == FEVER:
+            tracks, recent = self._temperature, self._fever_t.confirm_window_s
+        else:
+            tracks, recent = self._heart, self._tachy_t.max_gap_s
+        return {
+            d
+            for d, tr in tracks.items()
+            if tr.last_at is not None
+            and tr.cool_since is None
+            and abs((at - tr.last_at).total_seconds()) <= recent
+        }
+
+    def _raise_threshold(self, kind: AlertKind) -> float:
+        if kind is AlertKind.TACHYCARDIA:
+            return self._tachy_t.threshold_bpm
+        if kind is AlertKind.HIGH_FEVER:
+            return self._fever_t.high_threshold_c
+        return self._fever_t.threshold_c
+
+    def _clear_threshold(self, key: RuleKey) -> float:
+        if key == FEVER:
+            return self._fever_t.threshold_c - self._fever_t.clear_margin_c
+        return self._tachy_t.threshold_bpm - self._tachy_t.clear_margin_bpm
