@@ -9,7 +9,6 @@ and hands back the address. Clients such as bleak are pointed at it with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import tempfile
@@ -60,6 +59,7 @@ class PrivateDbusDaemon:
         self._start_timeout_s = start_timeout_s
         self._tmpdir: str | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self._log: Path | None = None
         self.address: str | None = None
 
     @property
@@ -73,15 +73,18 @@ class PrivateDbusDaemon:
         socket_path = Path(self._tmpdir) / "system_bus_socket"
         config_path = Path(self._tmpdir) / "bus.conf"
         config_path.write_text(_CONFIG.format(socket=socket_path))
-        self._proc = await asyncio.create_subprocess_exec(
-            self._binary,
-            f"--config-file={config_path}",
-            "--nofork",
-            "--nopidfile",
-            "--print-address=1",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        self._log = log = Path(self._tmpdir) / "dbus-daemon.log"
+        # stderr goes to a file, not a pipe: nobody drains it while the bus runs
+        with log.open("wb") as err_file:
+            self._proc = await asyncio.create_subprocess_exec(
+                self._binary,
+                f"--config-file={config_path}",
+                "--nofork",
+                "--nopidfile",
+                "--print-address=1",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err_file,
+            )
         assert self._proc.stdout is not None
         try:
             line = await asyncio.wait_for(self._proc.stdout.readline(), self._start_timeout_s)
@@ -90,12 +93,9 @@ class PrivateDbusDaemon:
             raise RuntimeError("dbus-daemon did not print its address in time") from None
         address = line.decode().strip()
         if not address:
-            err = b""
-            if self._proc.stderr is not None:
-                with contextlib.suppress(TimeoutError):
-                    err = await asyncio.wait_for(self._proc.stderr.read(), 2.0)
+            err = log.read_text(errors="replace") if log.exists() else ""
             await self.stop()
-            raise RuntimeError(f"dbus-daemon failed to start: {err.decode(errors='replace')}")
+            raise RuntimeError(f"dbus-daemon failed to start: {err}")
         self.address = address
         return address
 
