@@ -158,9 +158,13 @@ def parse_profile(text: str, source: str, expected_name: str | None = None) -> D
     try:
         profile = DeviceProfile.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        locs = [tuple(err["loc"]) for err in errors]
         problems = [
             (_location(err["loc"]), err["msg"].removeprefix("Value error, "))
-            for err in exc.errors(include_url=False)
+            for err, loc in zip(errors, locs, strict=True)
+            # An invalid item also makes its container "too short": report only the cause.
+            if not loc or not any(o[: len(loc)] == loc and len(o) > len(loc) for o in locs)
         ]
         raise ProfileError(source, problems) from None
     if expected_name is not None and profile.name != expected_name:
