@@ -987,15 +987,18 @@ class SimBluez:
         if device.connected:
             return
         if device.connecting:
-            raise DBusError(ERR_IN_PROGRESS, "In Progress")
+            raise DBusError(ERR_FAILED, "Operation already in progress")
         device.connecting = True
         cancel = device._cancel_connect = asyncio.Event()
         try:
             if not await self._wait_reachable(device, cancel):
                 device.counters.failed_connects += 1
-                raise DBusError(ERR_FAILED, "Software caused connection abort")
+                raise DBusError(ERR_FAILED, "Cancelled" if cancel.is_set() else "Software caused connection abort")
             await asyncio.sleep(self.timing.connect_latency_s)
-            if cancel.is_set() or not device.in_range or not device.adapter.powered:
+            if cancel.is_set():
+                device.counters.failed_connects += 1
+                raise DBusError(ERR_FAILED, "Cancelled")
+            if not device.in_range or not device.adapter.powered:
                 device.counters.failed_connects += 1
                 raise DBusError(ERR_FAILED, "Software caused connection abort")
             device.connected = True
@@ -1024,10 +1027,9 @@ class SimBluez:
         return True
 
     async def _disconnect_requested(self, device: SimDevice) -> None:
+        # bluetoothd: Disconnect cancels a pending Connect and succeeds even when not connected
         if device._cancel_connect is not None:
             device._cancel_connect.set()
-        if not device.connected:
-            raise DBusError(ERR_NOT_CONNECTED, "Not Connected")
         await asyncio.sleep(0)
         self._set_disconnected(device)
 
