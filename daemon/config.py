@@ -132,8 +132,6 @@ class MqttSettings(_Section):
 class AlertSettings(_Section):
     # MQTT v5 message expiry of alert events: an old alert is not delivered as news.
     event_expiry_s: int = Field(12 * 3600, ge=60)
-    # A bounded outbox: above this many pending messages the hub raises a technical alarm.
-    outbox_alarm_pending: int = Field(100, ge=1)
 
 
 class EscalationSettings(_Section):
@@ -154,7 +152,6 @@ class VitalsSettings(_Section):
 class StorageSettings(_Section):
     raw_retention_h: float = Field(48.0, gt=0)
     minute_retention_days: float = Field(35.0, gt=0)
-    disk_free_min_mb: float = Field(200.0, ge=0)
 
 
 class HomeAssistantSettings(_Section):

@@ -8,6 +8,7 @@ payloads) is pure code over typed values.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -146,7 +147,10 @@ class Hub:
         self.started_at = now
         self._restore_open_alerts()
         for device_id, state in self.devices.items():
-            self.technical.expect(device_id, set(state.profile.vitals), now)
+            # Spot-check devices (a thermometer used by hand) have no sample interval: their
+            # silence between readings is normal, so only continuous wearables are watched.
+            if state.profile.expected_sample_interval_s is not None:
+                self.technical.expect(device_id, set(state.profile.vitals), now)
         self.link.start()
         self.scheduler = AsyncIOScheduler()
         self.scheduler.add_job(self.tick, "interval", seconds=self.tick_interval_s,
@@ -163,10 +167,9 @@ class Hub:
                                    max_instances=1, coalesce=True)
         self.scheduler.start()
 
-    async def wait_connected(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.link.connected and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+    async def wait_connected(self, wait_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.link.connected_event.wait(), wait_s)
         return self.link.connected
 
     async def stop(self) -> None:

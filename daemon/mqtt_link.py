@@ -55,6 +55,7 @@ class MqttLink:
     def __post_init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
+        self.connected_event = asyncio.Event()
         self.v5 = self.settings.protocol == "5"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -159,6 +160,10 @@ class MqttLink:
     def _set_connected(self, connected: bool, reason: str) -> None:
         was = self._connected
         self._connected = connected
+        if connected:
+            self.connected_event.set()
+        else:
+            self.connected_event.clear()
         if connected and not was:
             log.info("MQTT connected to %s:%s", self.settings.host, self.settings.port)
             self.callbacks.connected()
