@@ -14,7 +14,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -50,6 +50,21 @@ from daemon.topics import Topics
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+def _on_loop(job: Callable[[], None]) -> Callable[[], Coroutine[None, None, None]]:
+    """APScheduler runs plain functions in a thread pool; the hub is single-threaded by design
+    (one SQLite connection, no locks), so every job runs as a coroutine on the event loop."""
+
+    async def run() -> None:
+        try:
+            job()
+        except Exception:
+            # A failing job must not stop the others; the scheduler would only log it too.
+            log.exception("scheduled job %s failed", job.__name__)
+
+    run.__name__ = job.__name__
+    return run
 
 
 def system_clock() -> datetime:
@@ -123,8 +138,10 @@ class Hub:
         self.clinical = ClinicalRules(config.thresholds)
         self.technical = TechnicalAlarms(config.thresholds.stale, config.thresholds.hub)
         self.tracked: dict[str, TrackedAlert] = {}
+        self._hr_threshold = config.thresholds.tachycardia.threshold_bpm
         self._latest: dict[Vital, Reading] = {}
         self.started_at: datetime | None = None
+        self.last_tick_monotonic = time.monotonic()
         self.link = MqttLink(
             config.mqtt,
             client_id=f"crs-hub-{config.hub.id}",
@@ -153,18 +170,17 @@ class Hub:
                 self.technical.expect(device_id, set(state.profile.vitals), now)
         self.link.start()
         self.scheduler = AsyncIOScheduler()
-        self.scheduler.add_job(self.tick, "interval", seconds=self.tick_interval_s,
-                               id="tick", max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.heartbeat, "interval", seconds=self.heartbeat_interval_s,
-                               id="heartbeat", max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.store.flush, "interval", seconds=1.0, id="flush",
-                               max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.compact, "interval", hours=1, id="compact",
-                               max_instances=1, coalesce=True)
+        jobs: list[tuple[Callable[[], None], float]] = [
+            (self.tick, self.tick_interval_s),
+            (self.heartbeat, self.heartbeat_interval_s),
+            (self.store.flush, 1.0),
+            (self.compact, 3600.0),
+        ]
         if self.config.vitals.publish:
-            self.scheduler.add_job(self.publish_vitals, "interval",
-                                   seconds=self.config.vitals.interval_s, id="vitals",
-                                   max_instances=1, coalesce=True)
+            jobs.append((self.publish_vitals, self.config.vitals.interval_s))
+        for job, every_s in jobs:
+            self.scheduler.add_job(_on_loop(job), "interval", seconds=every_s,
+                                   id=job.__name__, max_instances=1, coalesce=True)
         self.scheduler.start()
 
     async def wait_connected(self, wait_s: float) -> bool:
@@ -248,6 +264,7 @@ class Hub:
         self._handle(transitions, now)
 
     def tick(self) -> None:
+        self.last_tick_monotonic = time.monotonic()
         now = self.clock()
         transitions = self.clinical.tick(now) + self.technical.tick(now)
         self._handle(transitions, now)
@@ -315,7 +332,6 @@ class Hub:
 
     def _publish_event(self, transition: AlertTransition, state: AlertState, tier: Tier,
                        now: datetime, *, actor: str, tracked: TrackedAlert | None) -> AlertEvent:
-        hr = self._latest.get(Vital.HEART_RATE)
         event = AlertEvent(
             event_id=str(uuid.uuid4()),
             alert_id=transition.alert_id,
@@ -334,7 +350,7 @@ class Hub:
             device=transition.device,
             patient_message=patient_message(transition.kind, state, transition.value,
                                             self.contact,
-                                            heart_rate_bpm=hr.value if hr else None),
+                                            heart_rate_threshold_bpm=self._hr_threshold),
             acknowledged_by=tracked.acknowledged_by if tracked else None,
             technical=transition.kind.is_technical,
         )
@@ -352,7 +368,6 @@ class Hub:
         return event
 
     def _snapshot(self, now: datetime) -> AlertStateSnapshot:
-        hr = self._latest.get(Vital.HEART_RATE)
         alerts = [
             OpenAlert(
                 alert_id=a.alert_id, kind=a.transition.kind, severity=a.transition.severity,
@@ -362,7 +377,7 @@ class Hub:
                 acknowledged_at=a.acknowledged_at,
                 patient_message=patient_message(a.transition.kind, a.transition.state,
                                                 a.transition.value, self.contact,
-                                                heart_rate_bpm=hr.value if hr else None),
+                                                heart_rate_threshold_bpm=self._hr_threshold),
             )
             for a in sorted(self.tracked.values(), key=lambda a: a.transition.raised_at)
         ]

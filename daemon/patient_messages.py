@@ -49,7 +49,7 @@ def patient_message(
     value: float | None,
     contact: CareContact,
     *,
-    heart_rate_bpm: float | None = None,
+    heart_rate_threshold_bpm: float = 100.0,
 ) -> str:
     """The sentence(s) shown to the patient for one alert transition."""
     if state is AlertState.CLEARED:
@@ -65,9 +65,10 @@ def patient_message(
                 f"{_call(contact)} {_emergency(contact)}"
             )
         case AlertKind.FEVER_TACHYCARDIA:
-            rate = f" and your heart rate is {heart_rate_bpm:.0f} beats per minute" if heart_rate_bpm else (
-                " and your heart is beating fast"
-            )
+            # The threshold, not the latest value: the message is re-sent on escalation, when the
+            # latest heart rate may already be lower than what raised the alert.
+            rate = (f" and your heart rate has stayed above {heart_rate_threshold_bpm:.0f} beats "
+                    "per minute")
             return (
                 f"Your temperature is {temp}{rate}. {_SYMPTOMS} "
                 f"{_call(contact)} {_emergency(contact)}"

@@ -97,7 +97,7 @@ def test_crs_onset_gives_exactly_the_expected_alerts(mosquitto: Mosquitto, tmp_p
     assert tachy["value"] > 100 and tachy["unit"] == "bpm" and tachy["threshold"] == 100
     assert tachy["device"] == "chest-strap"
     assert "heart rate has stayed high" in tachy["patient_message"]
-    assert "heart rate is 124 beats per minute" in combined["patient_message"]
+    assert "heart rate has stayed above 100 beats per minute" in combined["patient_message"]
     assert "back below the alert level" in fever_clear["patient_message"]
 
 

@@ -1,0 +1,96 @@
+"""`crs-hub run`: the daemon's lifecycle under systemd (Type=notify, watchdog) or by hand.
+
+READY=1 goes out only once the store is open, the MQTT link has connected (or the wait for it
+has timed out: a hub with a dead broker must still watch the patient and raise its own technical
+alarm), and the Bluetooth sessions are running. WATCHDOG=1 is sent from the event loop only
+while the hub's own tick keeps running, so a wedged loop gets restarted by systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from daemon.bluetooth import BluetoothManager, SessionSpec
+from daemon.config import Config
+from daemon.hub import Hub, system_clock
+from daemon.sd_notify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+def session_specs(hub: Hub) -> list[SessionSpec]:
+    return [
+        SessionSpec.from_profile(device_id, state.settings.address, state.profile,
+                                 adapter=hub.config.hub.adapter)
+        for device_id, state in hub.devices.items()
+    ]
+
+
+def status_line(hub: Hub, bluetooth: BluetoothManager | None) -> str:
+    connected = sum(d.connected for d in hub.devices.values())
+    broker = "broker connected" if hub.link.connected else "BROKER UNREACHABLE"
+    open_alerts = len(hub.tracked)
+    return (f"{connected}/{len(hub.devices)} wearables connected, {broker}, "
+            f"{open_alerts} open alert(s), outbox {hub.outbox.pending}")
+
+
+async def run_service(
+    config: Config,
+    *,
+    clock: Callable[[], datetime] = system_clock,
+    stop: asyncio.Event | None = None,
+    mqtt_wait_s: float = 10.0,
+    tick_interval_s: float = 1.0,
+    heartbeat_interval_s: float = 30.0,
+    with_bluetooth: bool = True,
+    on_started: Callable[[Hub], None] | None = None,
+) -> int:
+    notifier = Notifier.from_env()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    hub = Hub(config, clock=clock, tick_interval_s=tick_interval_s,
+              heartbeat_interval_s=heartbeat_interval_s)
+    await hub.start()
+    notifier.status("connecting to the MQTT broker")
+    if not await hub.wait_connected(mqtt_wait_s):
+        log.error("MQTT broker %s:%s unreachable; alerts wait in the outbox",
+                  config.mqtt.host, config.mqtt.port)
+    bluetooth: BluetoothManager | None = None
+    if with_bluetooth and hub.devices:
+        bluetooth = BluetoothManager(session_specs(hub), hub)
+        await bluetooth.start()
+    notifier.ready(status_line(hub, bluetooth))
+    log.info("crs-hub ready: %s", status_line(hub, bluetooth))
+    if on_started is not None:
+        on_started(hub)
+
+    watchdog_s = notifier.watchdog_interval()
+    # The scheduler's tick job stamps liveness; if it stops running, the pings stop too.
+    stale_after_s = max(10.0, 5 * tick_interval_s)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(watchdog_s or 5.0, 5.0))
+            if time.monotonic() - hub.last_tick_monotonic < stale_after_s:
+                notifier.watchdog()
+            else:
+                log.error("the hub's tick has not run for %.0f s; withholding the watchdog ping",
+                          time.monotonic() - hub.last_tick_monotonic)
+            notifier.status(status_line(hub, bluetooth))
+    finally:
+        notifier.stopping()
+        if bluetooth is not None:
+            await bluetooth.stop()
+        await hub.stop()
+        notifier.close()
+    return 0
