@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import random
 import re
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from bleak import BleakScanner
@@ -193,15 +195,33 @@ class MacRedactingFilter(logging.Filter):
         return True
 
 
-_REDACTED_LOGGERS = ("bleak", "bleak_retry_connector", "dbus_fast", "bluetooth_adapters")
+_REDACTED_PACKAGES = ("bleak", "bleak_retry_connector", "dbus_fast", "bluetooth_adapters")
+
+
+def _module_names(package: str) -> list[str]:
+    """Every module name of an installed package, found on disk without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        return []
+    names = [package]
+    for location in spec.submodule_search_locations or ():
+        root = Path(location)
+        for path in root.rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.append(".".join((package, *parts)))
+    return names
 
 
 def install_mac_redaction() -> None:
     """bleak and bleak-retry-connector log device paths/addresses at WARNING; filter them.
-    Logger filters only see records of that exact logger, hence every existing child."""
-    names = set(_REDACTED_LOGGERS) | {
-        name for name in logging.root.manager.loggerDict if name.startswith(_REDACTED_LOGGERS)
-    }
+
+    A logger's filters only see records of that exact logger (not of its children), and bleak
+    imports its BlueZ client lazily, so the filter goes on every module's logger up front
+    (``getLogger(__name__)`` later returns the same, filtered object)."""
+    names = {n for package in _REDACTED_PACKAGES for n in _module_names(package)}
+    names |= {n for n in logging.root.manager.loggerDict if n.startswith(_REDACTED_PACKAGES)}
     for name in names:
         logger = logging.getLogger(name)
         if not any(isinstance(f, MacRedactingFilter) for f in logger.filters):

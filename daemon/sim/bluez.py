@@ -809,6 +809,14 @@ class SimBluez:
         self._set_disconnected(device)
         return True
 
+    async def connect_orphan(self, address: str) -> None:
+        """Connect with no client behind it: what bluetoothd keeps after a hub crashed while
+        connected. The peripheral then no longer advertises."""
+        device = self.device(address)
+        if not device.exported:
+            self._export_device(device)
+        await self._connect(device)
+
     def notify(self, address: str, char_uuid: str, data: bytes) -> bool:
         """The peripheral sends a notification/indication. True if a subscriber got it."""
         device = self.device(address)

@@ -215,6 +215,10 @@ class SimulatedBluez:
         """Send arbitrary bytes now (malformed payloads...). True if a subscriber got them."""
         return self._deliver(self.state(address), char_uuid, raw, force=True)
 
+    async def connect_orphan(self, address: str) -> None:
+        """Leave the wearable connected in BlueZ with no client, as after a hub crash."""
+        await self._bluez().connect_orphan(self.state(address).device.address)
+
     def set_powered(self, powered: bool, *, adapter: str = "hci0") -> None:
         """Adapter power (rfkill, USB reset): off drops every link and stops discovery."""
         self._bluez().set_powered(powered, adapter=adapter)
