@@ -37,8 +37,11 @@ class Mosquitto:
 
     def write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # As root, mosquitto drops to the 'mosquitto' user and then cannot write its
+        # persistence file in pytest's tmp dir; broker-restart tests need it to persist.
+        user = "user root\n" if os.geteuid() == 0 else ""
         base = (
-            f"listener {self.port} 127.0.0.1\n"
+            user + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
