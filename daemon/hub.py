@@ -26,6 +26,7 @@ from daemon.alerts import AlertKind, AlertState, AlertTransition, Severity
 from daemon.config import Config, DeviceSettings
 from daemon.decoding import DecodeError, NoReading, decode, to_readings
 from daemon.escalation import TrackedAlert, acknowledge, due_escalations, track
+from daemon.homeassistant import discovery_messages, is_ha_online
 from daemon.mqtt_link import IncomingMessage, LinkCallbacks, MqttLink
 from daemon.outbox import Outbox
 from daemon.patient_messages import CareContact, patient_message
@@ -153,6 +154,9 @@ class Hub:
             ),
             subscriptions=[(self.topics.alert_ack, 1)],
         )
+        ha = config.home_assistant
+        if ha.enabled:
+            self.link.subscriptions.append((f"{ha.discovery_prefix}/status", 1))
         self.outbox = Outbox(self.store, self.link, wall_clock=wall_clock,
                              max_in_flight=100)
         self.scheduler: AsyncIOScheduler | None = None
@@ -417,6 +421,8 @@ class Hub:
         self.store.enqueue(OutboundMessage(self.topics.alert_state,
                                            self._snapshot(now).to_json(), 1, True),
                            now, exclude=self.outbox.seqs_in_flight)
+        if self.config.home_assistant.enabled:
+            self._publish_discovery()
         self.outbox.on_connected()
 
     def _on_published(self, mid: int, ok: bool, reason: str) -> None:
@@ -425,6 +431,27 @@ class Hub:
     def _on_message(self, message: IncomingMessage) -> None:
         if message.topic == self.topics.alert_ack:
             self._on_ack(message)
+        elif self.config.home_assistant.enabled and is_ha_online(
+            message.topic, message.payload, self.config.home_assistant.discovery_prefix
+        ):
+            log.info("Home Assistant came online: re-publishing discovery")
+            self._publish_discovery()
+
+    def _publish_discovery(self) -> None:
+        """Home Assistant MQTT discovery (optional): retained, through the outbox like state."""
+        now = self.clock()
+        devices = [(device_id, {v.value for v in state.profile.vitals})
+                   for device_id, state in self.devices.items()]
+        for topic, payload in discovery_messages(
+            self.config.hub.id, self.config.patient.id, devices,
+            prefix=self.config.mqtt.topic_prefix,
+            discovery_prefix=self.config.home_assistant.discovery_prefix,
+            expire_after_s=int(max(self.config.thresholds.stale.temperature_s,
+                                   self.config.vitals.interval_s * 3)),
+        ):
+            self.store.enqueue(OutboundMessage(topic, payload.encode(), 1, True), now,
+                               exclude=self.outbox.seqs_in_flight)
+        self.outbox.kick()
 
     def _on_ack(self, message: IncomingMessage) -> None:
         now = self.clock()
