@@ -16,7 +16,7 @@ import pytest
 from daemon.alerts import AlertKind, AlertState, AlertTransition, Severity
 from daemon.readings import Reading, Vital
 from daemon.rules import ClinicalRules
-from daemon.thresholds import Thresholds
+from daemon.thresholds import FeverThresholds, Thresholds
 
 BASE = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 PATCH = "patch-1"
@@ -44,6 +44,24 @@ class Ids:
     def __call__(self) -> str:
         self.n += 1
         return f"alert-{self.n}"
+
+
+def journal(
+    alert_id: str,
+    kind: AlertKind,
+    severity: Severity,
+    *,
+    state: AlertState = AlertState.RAISED,
+    value: float = 0.0,
+    unit: str = "",
+    observed_s: float = 0.0,
+    raised_s: float = 0.0,
+    device: str | None = None,
+) -> AlertTransition:
+    """A transition as the hub's journal would hand it back after a restart."""
+    return AlertTransition(
+        alert_id, kind, state, severity, value, unit, None, at(observed_s), at(raised_s), device
+    )
 
 
 def engine(thresholds: Thresholds | None = None) -> ClinicalRules:
@@ -115,6 +133,12 @@ def test_confirmation_needs_the_minimum_span() -> None:
     assert out[0].observed_at == at(60)
 
 
+def test_confirmation_needs_the_minimum_sample_count() -> None:
+    rules = engine(Thresholds(fever=FeverThresholds(confirm_min_samples=4)))
+    assert feed(rules, [temp(s, 38.5) for s in every(0, 60)]) == []  # 3 samples, 60 s
+    assert states(rules.observe(temp(90, 38.5))) == [(AlertKind.FEVER, AlertState.RAISED)]
+
+
 def test_threshold_is_inclusive() -> None:
     out = feed(engine(), [temp(0, 38.0), temp(60, 38.0)])
     assert states(out) == [(AlertKind.FEVER, AlertState.RAISED)]
@@ -132,14 +156,52 @@ def test_temperature_without_contact_is_ignored() -> None:
     assert out[0].observed_at == at(990)
 
 
-def test_out_of_order_and_other_vitals_are_ignored() -> None:
+def test_other_vitals_are_ignored() -> None:
     rules = engine()
-    assert rules.observe(Reading(PATCH, Vital.SPO2, 85.0, at(0))) == []
-    assert rules.observe(temp(100, 38.5)) == []
-    assert rules.observe(temp(0, 38.5)) == []  # older than the previous reading: dropped
-    # Had the late reading counted, the window would span 100 s and confirm here.
-    assert rules.observe(temp(110, 38.5)) == []
-    assert states(rules.observe(temp(160, 38.5))) == [(AlertKind.FEVER, AlertState.RAISED)]
+    assert rules.observe(Reading(PATCH, Vital.SPO2, 70.0, at(0))) == []
+    assert rules.observe(Reading(PATCH, Vital.PULSE_RATE, 150.0, at(0))) == []
+    assert rules.tick(at(0)) == []
+    assert rules.open_alerts() == []
+
+
+def test_late_readings_are_dropped() -> None:
+    rules = engine()
+    # Not sorted: 30 s and 40 s arrive after 60 s. Counted, they would make the window at 90 s
+    # [38.5, 37.0, 38.5, 38.5, 37.0] with a low median of 38.5 and confirm a fever.
+    readings = [temp(0, 38.5), temp(60, 37.0), temp(30, 38.5), temp(40, 38.5), temp(90, 37.0)]
+    assert [t for r in readings for t in rules.observe(r)] == []
+    heart = (
+        [hr(s, 120) for s in every(0, 300)] + [hr(100, 60)] + [hr(s, 120) for s in every(330, 600)]
+    )
+    out = [t for r in heart for t in rules.observe(r)]  # the late 60 bpm does not break the run
+    assert states(out) == [(AlertKind.TACHYCARDIA, AlertState.RAISED)]
+    assert out[0].observed_at == at(600)
+
+
+def test_devices_above_the_band_at_raise_time_must_cool_too() -> None:
+    rules = engine()
+    # patch-b read 37.9 (above the 37.7 clear band) just before patch-a confirmed, then went
+    # silent: it may be the hotter site, so patch-a cooling alone does not clear.
+    readings = [temp(0, 37.9, device="patch-b"), temp(30, 37.9, device="patch-b")]
+    readings += [temp(s, 38.6, device="patch-a") for s in every(10, 70)]
+    readings += [temp(s, 37.0, device="patch-a") for s in every(100, 3600)]
+    out = feed(rules, readings)
+    assert states(out) == [(AlertKind.FEVER, AlertState.RAISED)]
+    back = feed(rules, [temp(s, 37.0, device="patch-b") for s in every(3630, 4530)])
+    assert states(back) == [(AlertKind.FEVER, AlertState.CLEARED)]
+    assert back[0].observed_at == at(4530)
+
+
+def test_a_device_last_seen_long_before_the_raise_does_not_hold_the_alert() -> None:
+    rules = engine()
+    readings = [temp(0, 37.9, device="spare"), temp(30, 37.9, device="spare")]
+    readings += [temp(s, 38.6, device="patch-a") for s in every(1000, 1060)]
+    readings += [temp(s, 37.0, device="patch-a") for s in every(1090, 2500)]
+    out = feed(rules, readings)
+    assert states(out) == [
+        (AlertKind.FEVER, AlertState.RAISED),
+        (AlertKind.FEVER, AlertState.CLEARED),
+    ]
 
 
 # -- fever: hysteresis ----------------------------------------------------------------------
@@ -214,6 +276,21 @@ def test_a_febrile_device_keeps_the_alert_open_while_another_reads_normal() -> N
     cool = feed(rules, [temp(s, 37.0, device="patch-a") for s in every(15000, 16200)])
     assert states(cool) == [(AlertKind.FEVER, AlertState.CLEARED)]
     assert cool[0].observed_at == at(15000 + 900)
+
+
+def test_every_device_that_ran_hot_during_the_alert_must_cool() -> None:
+    rules = engine()
+    a = [temp(s, 38.6, device="patch-a") for s in every(0, 570)]
+    a += [temp(s, 37.0, device="patch-a") for s in every(600, 4500)]  # cool from 750: held 1650
+    b = [temp(s + 7, 38.6, device="patch-b") for s in every(300, 3000)]  # joins after the raise
+    b += [temp(s + 7, 37.0, device="patch-b") for s in every(3030, 4500)]  # cool from 3187
+    out = feed(rules, a + b)
+    assert states(out) == [
+        (AlertKind.FEVER, AlertState.RAISED),
+        (AlertKind.FEVER, AlertState.CLEARED),
+    ]
+    assert out[0].device == "patch-a" and out[0].observed_at == at(60)
+    assert out[1].observed_at == at(3187 + 900)
 
 
 # -- tachycardia ----------------------------------------------------------------------------
@@ -415,24 +492,30 @@ def test_restored_fever_needs_its_own_device_to_cool() -> None:
     assert states(out) == [(AlertKind.FEVER, AlertState.CLEARED)]
 
 
+def test_restored_alert_without_a_device_still_needs_the_full_hold() -> None:
+    rules = engine()
+    rules.restore([journal("old-fever", AlertKind.FEVER, Severity.HIGH, value=38.4, unit="°C")])
+    assert feed(rules, [temp(s, 37.0) for s in every(600, 1470)]) == []
+    out = rules.observe(temp(1500, 37.0))
+    assert states(out) == [(AlertKind.FEVER, AlertState.CLEARED)]
+    assert out[0].alert_id == "old-fever"
+
+
 def test_restore_filters_and_picks_the_latest_transition() -> None:
     rules = engine()
-    raised = AlertTransition(
-        "old-fever", AlertKind.FEVER, AlertState.RAISED, Severity.HIGH, 38.2, "°C", 38.0,
-        at(0), at(0), PATCH,
-    )  # fmt: skip
-    upgraded = AlertTransition(
-        "old-fever", AlertKind.HIGH_FEVER, AlertState.SEVERITY_CHANGED, Severity.CRITICAL, 39.1,
-        "°C", 39.0, at(300), at(0), PATCH,
-    )  # fmt: skip
-    cleared_tachy = AlertTransition(
-        "old-tachy", AlertKind.TACHYCARDIA, AlertState.CLEARED, Severity.MEDIUM, 80.0, "bpm",
-        95.0, at(200), at(100), STRAP,
-    )  # fmt: skip
-    technical = AlertTransition(
-        "old-nodata", AlertKind.NO_DATA, AlertState.RAISED, Severity.MEDIUM, 600.0, "s", 600.0,
-        at(50), at(50), PATCH,
-    )  # fmt: skip
+    raised = journal("old-fever", AlertKind.FEVER, Severity.HIGH, device=PATCH)
+    upgraded = journal(
+        "old-fever",
+        AlertKind.HIGH_FEVER,
+        Severity.CRITICAL,
+        state=AlertState.SEVERITY_CHANGED,
+        observed_s=300,
+        device=PATCH,
+    )
+    cleared_tachy = journal(
+        "old-tachy", AlertKind.TACHYCARDIA, Severity.MEDIUM, state=AlertState.CLEARED
+    )
+    technical = journal("old-nodata", AlertKind.NO_DATA, Severity.MEDIUM, device=PATCH)
     rules.restore([upgraded, raised, cleared_tachy, technical])
     assert rules.open_alerts() == [upgraded]
 
@@ -441,10 +524,7 @@ def test_restored_fever_and_tachycardia_combine_on_the_next_reading() -> None:
     before = engine()
     feed(before, [temp(s, 38.5) for s in every(0, 60)])
     fever = before.open_alerts()[0]
-    tachy = AlertTransition(
-        "t-1", AlertKind.TACHYCARDIA, AlertState.RAISED, Severity.MEDIUM, 110.0, "bpm", 100.0,
-        at(30), at(30), STRAP,
-    )  # fmt: skip
+    tachy = journal("t-1", AlertKind.TACHYCARDIA, Severity.MEDIUM, device=STRAP)
     after = engine()
     after.restore([fever, tachy])
     out = after.observe(hr(600, 112))
