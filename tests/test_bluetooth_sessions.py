@@ -298,6 +298,8 @@ def test_two_devices_deliver_their_own_bytes_at_the_same_time(
             )
             assert both_connected
             counts = {d: s.connect_count for d, s in manager.states().items()}
+        # stopping the manager hung up both links
+        assert not sim.is_connected(HR_STRAP_ADDRESS) and not sim.is_connected(TEMP_PATCH_ADDRESS)
         hr_sent = [d.data for d in sim.delivered(HR_STRAP_ADDRESS, HEART_RATE_MEASUREMENT)]
         temp_sent = [d.data for d in sim.delivered(TEMP_PATCH_ADDRESS, TEMPERATURE_MEASUREMENT)]
         return rec, hr_sent, temp_sent, counts

@@ -260,6 +260,31 @@ def test_heart_rate_notifications_carry_the_scenario_bytes() -> None:
 
 
 @pytest.mark.integration
+def test_acquire_notify_is_never_offered_so_bleak_uses_start_notify() -> None:
+    """bleak 3.x uses AcquireNotify only when asked (use_start_notify=False) AND the
+    characteristic exposes NotifyAcquired; it has no fallback if AcquireNotify then fails.
+    The simulator omits NotifyAcquired, so even that request ends up on StartNotify."""
+
+    async def body(sim: SimulatedBluez) -> tuple[dict[str, object], int]:
+        device = await BleakScanner.find_device_by_address(HR_STRAP_ADDRESS, timeout=3.0)
+        assert device is not None
+        received: list[bytes] = []
+        async with BleakClient(device, timeout=10.0) as client:
+            char = client.services.get_characteristic(HEART_RATE_MEASUREMENT)
+            assert char is not None
+            props = dict(char.obj[1])
+            await client.start_notify(
+                char, lambda _c, d: received.append(bytes(d)), bluez={"use_start_notify": False}
+            )
+            await wait_until(lambda: len(received) >= 2, 3.0, "notifications")
+        return props, sim.counters(HR_STRAP_ADDRESS).start_notify_calls
+
+    props, start_notify_calls = run_with_sim(body, time_scale=300.0)
+    assert "NotifyAcquired" not in props and props["Flags"] == ["notify"]
+    assert start_notify_calls == 1
+
+
+@pytest.mark.integration
 def test_temperature_indications_arrive_and_battery_reads() -> None:
     async def body(sim: SimulatedBluez) -> tuple[list[bytes], list[str], bytes, int]:
         device = await BleakScanner.find_device_by_address(TEMP_PATCH_ADDRESS, timeout=3.0)

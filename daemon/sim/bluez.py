@@ -21,7 +21,9 @@ Behaviours copied from bluetoothd because bleak (and our reconnect logic) depend
 * Unpaired devices that are neither connected nor seen for ``temporary_timeout_s`` are removed,
   so a stale ``BLEDevice`` fails to connect and the caller must scan again.
 * ``Connect`` sets ``Connected``, exports the GATT tree (first time only: bluetoothd caches it),
-  then sets ``ServicesResolved`` and replies. ``Disconnect``/link loss clear both.
+  then sets ``ServicesResolved`` and replies; to an absent device it fails after
+  ``connect_timeout_s``. ``Disconnect``/link loss clear both; ``Disconnect`` cancels a pending
+  ``Connect`` ("Cancelled") and succeeds when not connected, as in bluetoothd's device.c.
 * Notify sessions are per sender too; they vanish when the client leaves the bus (bleak opens
   a fresh bus per connection), so a reconnecting client must subscribe again.
 * Every notification/indication is a ``PropertiesChanged`` on ``Value``, even when repeated;
@@ -72,7 +74,6 @@ ERR_IN_PROGRESS = "org.bluez.Error.InProgress"
 ERR_NOT_READY = "org.bluez.Error.NotReady"
 ERR_NOT_SUPPORTED = "org.bluez.Error.NotSupported"
 ERR_NOT_PERMITTED = "org.bluez.Error.NotPermitted"
-ERR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
 ERR_DOES_NOT_EXIST = "org.bluez.Error.DoesNotExist"
 ERR_INVALID_ARGS = "org.bluez.Error.InvalidArguments"
 
@@ -1001,7 +1002,10 @@ class SimBluez:
         try:
             if not await self._wait_reachable(device, cancel):
                 device.counters.failed_connects += 1
-                raise DBusError(ERR_FAILED, "Cancelled" if cancel.is_set() else "Software caused connection abort")
+                raise DBusError(
+                    ERR_FAILED,
+                    "Cancelled" if cancel.is_set() else "Software caused connection abort",
+                )
             await asyncio.sleep(self.timing.connect_latency_s)
             if cancel.is_set():
                 device.counters.failed_connects += 1

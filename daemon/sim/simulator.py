@@ -8,6 +8,12 @@
 
 Scenario time runs ``time_scale`` times faster than wall time (60 = one scenario minute per
 real second). The radio itself (advert interval, connect latency) runs in wall time.
+
+How bleak finds the bus: dbus-fast reads ``DBUS_SYSTEM_BUS_ADDRESS`` whenever a system-bus
+``MessageBus`` is created. bleak creates one per event loop for its BlueZ manager (on first use)
+and a fresh one per ``BleakClient.connect``. So the variable must be set before bleak's first
+call in a loop and stay set while clients connect; ``set_env=True`` does both (for another
+process, pass ``sim.bus_address`` in its environment).
 """
 
 from __future__ import annotations
