@@ -426,6 +426,9 @@ class WearableSession:
         self._health = health or _AdapterHealth(listener)
         self._finder = finder or DeviceFinder(spec.adapter, self._health)
         self._owns_finder = finder is None
+        if spec.address is not None:
+            # reserved up front, so a session that goes by discovery hints never takes it
+            self._finder.claim(spec.address, spec.device_id)
         self._backoff = backoff or Backoff()
         self._scan_timeout_s = scan_timeout_s
         self._connect_attempts = connect_attempts

@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from daemon.encoding import encode_battery
 from daemon.sim.bluez import DeviceCounters, SimBluez, SimDevice, SimTiming
 from daemon.sim.dbus_daemon import PrivateDbusDaemon
 from daemon.sim.scenarios import Scenario
@@ -240,6 +241,11 @@ class SimulatedBluez:
         loop = asyncio.get_running_loop()
         for event in state.wearable.events():
             if event.at_s < self._start_at_s:
+                if isinstance(event.action, Battery):  # start with the battery already drained
+                    state.battery_percent = event.action.percent
+                    self._bluez().set_value(
+                        state.device.address, BATTERY_LEVEL, encode_battery(event.action.percent)
+                    )
                 continue
             delay = self._t0 + event.at_s / self.time_scale - loop.time()
             if delay > 0:
@@ -258,8 +264,6 @@ class SimulatedBluez:
             self._deliver(state, action.char_uuid, action.data, at_s=at_s)
         elif isinstance(action, Battery):
             state.battery_percent = action.percent
-            from daemon.encoding import encode_battery
-
             self._deliver(state, BATTERY_LEVEL, encode_battery(action.percent), at_s=at_s)
         elif isinstance(action, Silence):
             state.silent_until_s = max(state.silent_until_s, at_s + action.duration_s)

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from daemon.encoding import encode_heart_rate, encode_temperature
 from daemon.sim.bluez import CharacteristicSpec, PeripheralSpec, ServiceSpec, uuid16
 
 HEART_RATE_SERVICE = uuid16(0x180D)
@@ -159,8 +160,6 @@ def heart_rate_stream(
     order: int = 10,
 ) -> Iterator[TimelineEvent]:
     """Heart Rate Measurement (0x2A37) notifications with contact and one RR interval."""
-    from daemon.encoding import encode_heart_rate
-
     rng = random.Random(seed)
     for t in _ticks(interval_s, start_s, until_s):
         bpm = max(30, min(220, round(curve.at(t) + rng.uniform(-noise_bpm, noise_bpm))))
@@ -187,8 +186,6 @@ def temperature_stream(
     order: int = 20,
 ) -> Iterator[TimelineEvent]:
     """Temperature Measurement (0x2A1C, indicated) in °C, two decimals like a patch sends."""
-    from daemon.encoding import encode_temperature
-
     rng = random.Random(seed)
     for t in _ticks(interval_s, start_s, until_s):
         celsius = round(curve.at(t) + rng.uniform(-noise_c, noise_c), 2)
