@@ -520,6 +520,20 @@ def test_restore_filters_and_picks_the_latest_transition() -> None:
     assert rules.open_alerts() == [upgraded]
 
 
+def test_restore_with_two_alerts_for_one_condition_keeps_the_worse() -> None:
+    # A damaged journal: two open fever alerts. Keep the worse (then the older), never both.
+    fever = journal("f-a", AlertKind.FEVER, Severity.HIGH, raised_s=0)
+    high = journal("f-b", AlertKind.HIGH_FEVER, Severity.CRITICAL, raised_s=100)
+    older = journal("f-c", AlertKind.FEVER, Severity.HIGH, raised_s=-50)
+    for order in ([fever, high], [high, fever]):
+        rules = engine()
+        rules.restore(order)
+        assert [t.alert_id for t in rules.open_alerts()] == ["f-b"]
+    rules = engine()
+    rules.restore([fever, older])
+    assert [t.alert_id for t in rules.open_alerts()] == ["f-c"]
+
+
 def test_restored_fever_and_tachycardia_combine_on_the_next_reading() -> None:
     before = engine()
     feed(before, [temp(s, 38.5) for s in every(0, 60)])

@@ -119,6 +119,15 @@ def test_a_late_delivered_old_reading_does_not_clear() -> None:
     assert [t.state for t in tech.observe(reading(2000))] == [AlertState.CLEARED]
 
 
+def test_a_late_reading_does_not_set_freshness_back() -> None:
+    tech = alarms()
+    tech.expect(PATCH, {Vital.TEMPERATURE}, at(0))
+    assert tech.observe(reading(500)) == []
+    assert tech.observe(reading(100)) == []
+    assert tech.tick(at(1099)) == []  # 599 s after the newest reading
+    assert [t.value for t in tech.tick(at(1100))] == [600]
+
+
 def test_readings_without_contact_are_not_fresh_data() -> None:
     tech = alarms()
     tech.expect(STRAP, {Vital.HEART_RATE}, at(0))
