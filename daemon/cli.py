@@ -21,9 +21,14 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # bleak and dbus-fast are chatty at DEBUG and may print addresses; keep them at INFO.
+    # bleak and dbus-fast are chatty at DEBUG and may print addresses; keep them at INFO, and
+    # redact MAC addresses from every log line that reaches the handlers.
     for name in ("bleak", "dbus_fast", "apscheduler"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    from daemon.bluetooth import MacRedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MacRedactingFilter())
 
 
 def _load_config_or_exit(path: Path) -> object:
@@ -115,11 +120,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from daemon.profiles import load_profiles
-    from daemon.scan import format_scan, scan
+    from daemon.scan import ScanError, format_scan, scan
 
     _configure_logging(False)
     profiles = load_profiles(None)
-    results = asyncio.run(scan(args.timeout, args.adapter, profiles))
+    try:
+        results = asyncio.run(scan(args.timeout, args.adapter, profiles))
+    except ScanError as exc:
+        print(f"scan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(format_scan(results))
     return 0
 

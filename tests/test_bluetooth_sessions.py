@@ -510,28 +510,28 @@ def test_no_mac_address_in_logs_above_debug(
 def test_scan_lists_both_simulated_wearables_with_their_profiles(
     profiles: dict[str, DeviceProfile],
 ) -> None:
-    # With the shipped profiles the patch fits two profiles on 0x1809 equally; a profile set
-    # whose patch profile knows the patch's name resolves it.
-    named = dict(profiles)
+    # The shipped patch profile knows patches by name; without that hint the patch would fit
+    # two profiles on 0x1809 equally and scan must say so instead of guessing.
+    unnamed = dict(profiles)
     patch = profiles["temperature_patch"]
-    named["temperature_patch"] = patch.model_copy(
-        update={"discovery": patch.discovery.model_copy(update={"name_patterns": ("TempPatch*",)})}
+    unnamed["temperature_patch"] = patch.model_copy(
+        update={"discovery": patch.discovery.model_copy(update={"name_patterns": ()})}
     )
 
     async def body(sim: SimulatedBluez) -> tuple[list[ScanResult], list[ScanResult]]:
-        return await scan(0.4, "hci0", profiles), await scan(0.4, "hci0", named)
+        return await scan(0.4, "hci0", profiles), await scan(0.4, "hci0", unnamed)
 
-    shipped, resolved = run_with_sim(body)
+    shipped, ambiguous = run_with_sim(body)
     by_name = {r.name: r for r in shipped}
     assert set(by_name) == {HR_STRAP_NAME, TEMP_PATCH_NAME}
     strap, patch_result = by_name[HR_STRAP_NAME], by_name[TEMP_PATCH_NAME]
     assert (strap.address, strap.profile) == (HR_STRAP_ADDRESS, "heart_rate_strap")
     assert strap.service_uuids == ("0000180d-0000-1000-8000-00805f9b34fb",)
-    assert patch_result.address == TEMP_PATCH_ADDRESS and patch_result.profile is None
-    assert patch_result.candidates == ("health_thermometer", "temperature_patch")
-    assert {r.name: r.profile for r in resolved} == {
-        HR_STRAP_NAME: "heart_rate_strap",
-        TEMP_PATCH_NAME: "temperature_patch",
-    }
+    assert (patch_result.address, patch_result.profile) == (TEMP_PATCH_ADDRESS,
+                                                            "temperature_patch")
+    unresolved = {r.name: r for r in ambiguous}[TEMP_PATCH_NAME]
+    assert unresolved.profile is None
+    assert unresolved.candidates == ("health_thermometer", "temperature_patch")
     table = format_scan(shipped)
-    assert HR_STRAP_ADDRESS in table and TEMP_PATCH_ADDRESS in table and "heart_rate_strap" in table
+    assert HR_STRAP_ADDRESS in table and TEMP_PATCH_ADDRESS in table
+    assert "heart_rate_strap" in table and "temperature_patch" in table
