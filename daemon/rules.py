@@ -78,7 +78,6 @@ def rule_key(transition: AlertTransition) -> RuleKey | None:
 class _TemperatureTrack:
     window: deque[tuple[datetime, float]] = field(default_factory=deque)
     last_at: datetime | None = None
-    median: float | None = None  # low median of the window at last_at
     cool_since: datetime | None = None  # first reading of the current run below the clear band
 
 
@@ -169,7 +168,6 @@ class ClinicalRules:
             track.window.popleft()
         track.last_at = at
         median = statistics.median_low(v for _, v in track.window)
-        track.median = median
         span = (at - track.window[0][0]).total_seconds()
         confirmed: AlertKind | None = None
         if (
