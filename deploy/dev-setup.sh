@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up a development checkout on a Debian-family machine: the system packages the demo (or,
+# with --test, the test suite) needs, and a virtual environment in .venv with crs-hub installed.
+# Safe to run again. Used by the README's quick start and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra="demo"
+if [ "${1:-}" = "--test" ]; then
+    extra="test"
+fi
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+missing=()
+have mosquitto || missing+=(mosquitto)
+have dbus-daemon || missing+=(dbus-daemon)
+if [ "$extra" = "test" ]; then
+    have mosquitto_passwd || missing+=(mosquitto-clients)
+    have shellcheck || missing+=(shellcheck)
+    have systemd-analyze || missing+=(systemd)
+    have openssl || missing+=(openssl)
+fi
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "dev-setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[$extra]"
+echo "dev-setup: ready (.venv with crs-hub[$extra])"
