@@ -93,7 +93,8 @@ def files(root: Path) -> set[str]:
 
 def test_shellcheck_passes() -> None:
     shellcheck = require_binary("shellcheck")
-    result = subprocess.run([shellcheck, "--severity=style", str(INSTALL), str(UNINSTALL)],
+    scripts = [INSTALL, UNINSTALL, REPO / "deploy" / "dev-setup.sh", REPO / ".ci" / "run"]
+    result = subprocess.run([shellcheck, "--severity=style", *map(str, scripts)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
