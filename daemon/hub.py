@@ -273,6 +273,9 @@ class Hub:
         transitions = self.clinical.tick(now) + self.technical.tick(now)
         self._handle(transitions, now)
         self._escalate(now)
+        # A row the broker refused waits out retry_refused_s; without this, its retry would
+        # depend on some unrelated message kicking the outbox.
+        self.outbox.kick()
 
     def heartbeat(self) -> None:
         now = self.clock()
