@@ -99,6 +99,10 @@ def characteristic_name(characteristic: str) -> str:
     """Resolve a short decoder name or any UUID form to the short name; ValueError if unknown."""
     if characteristic in CHARACTERISTICS:
         return characteristic
+    # bleak hands over the lower-case 128-bit form: one dict lookup instead of two regexes.
+    name = CHARACTERISTIC_NAMES.get(characteristic)
+    if name is not None:
+        return name
     try:
         uuid = normalize_uuid(characteristic)
     except ValueError:
@@ -356,12 +360,13 @@ def _decode_heart_rate(data: bytes) -> HeartRateMeasurement | NoReading:
 
     # Contact bits: 0 and 1 = feature unsupported, 2 = not detected, 3 = detected.
     contact = None if contact_bits < 2 else contact_bits == 3
-    shown = _fields(
-        heart_rate_bpm=bpm, sensor_contact=contact, energy_expended_kj=energy, rr_intervals_ms=rr
-    )
-    if contact is False:
-        return NoReading(_HR, "sensor contact not detected", contact_lost=True, fields=shown)
-    if bpm == 0:
+    if contact is False or bpm == 0:
+        shown = _fields(
+            heart_rate_bpm=bpm, sensor_contact=contact, energy_expended_kj=energy,
+            rr_intervals_ms=rr,
+        )
+        if contact is False:
+            return NoReading(_HR, "sensor contact not detected", contact_lost=True, fields=shown)
         return NoReading(_HR, "no heart rate: sensor reports 0", fields=shown)
     return HeartRateMeasurement(bpm, contact, energy, rr)
 

@@ -271,10 +271,15 @@ class TechnicalAlarms:
     def _observe_fresh(self, reading: Reading) -> list[AlertTransition]:
         if self._limit(reading.vital) is None:
             return []
-        feeds = self._feeds.setdefault(reading.device, {})
+        feeds = self._feeds.get(reading.device)
+        if feeds is None:
+            feeds = self._feeds[reading.device] = {}
         # A device sending a vital nobody expect()ed is monitored from now on anyway: a stream
-        # that stops must never look normal.
-        feed = feeds.setdefault(reading.vital, _Feed(since=reading.observed_at))
+        # that stops must never look normal. (get first: this runs for every reading, and
+        # setdefault would build a throw-away _Feed each time.)
+        feed = feeds.get(reading.vital)
+        if feed is None:
+            feed = feeds[reading.vital] = _Feed(since=reading.observed_at)
         if feed.last_reading is None or reading.observed_at > feed.last_reading:
             feed.last_reading = reading.observed_at
         key: AlarmKey = (AlertKind.NO_DATA, reading.device)
