@@ -269,7 +269,11 @@ def test_long_outage_drains_oldest_first_and_raises_then_clears_outbox_backlog(
         feed_fever(hub, clock, minutes=10, core_c=36.9, bpm=72)
         assert await until(lambda: hub.outbox.pending == 0, 10)
 
-        mosquitto.stop()  # graceful: the care team's session is saved with the broker's db
+        # Graceful stop: mosquitto saves the care team's session (and its subscription) in its
+        # database. The care team stays away until the hub has drained, so every event has to
+        # be queued for it by the restarted broker.
+        mosquitto.stop()
+        care_team.go_offline()
         assert await until(lambda: not hub.link.connected, 10)
         pending_at_heartbeat: list[tuple[datetime, int]] = []
         # Three hours of scenario time without a broker: fever from minute 20 to 100, a fast
@@ -287,8 +291,10 @@ def test_long_outage_drains_oldest_first_and_raises_then_clears_outbox_backlog(
         assert not hub.link.connected
         mosquitto.start()
         journal = hub.store.journal()
-        assert await until(lambda: hub.outbox.pending == 0
-                           and care_team.event_ids() >= {j.event_id for j in journal}, 20)
+        assert await until(lambda: hub.outbox.pending == 0, 20)
+        care_team.go_online()
+        assert care_team.sessions_present[-1] is True
+        assert await until(lambda: care_team.event_ids() >= {j.event_id for j in journal}, 10)
         hub.heartbeat()  # the next heartbeat sees the drained outbox
         assert await until(lambda: hub.outbox.pending == 0 and any(
             e["kind"] == "outbox_backlog" and e["state"] == "cleared"

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -97,10 +96,13 @@ class Delivery:
 class CareTeam:
     """The care team's side: subscribes to the hub's tree, records every delivery, acks.
 
-    ``persistent``: MQTT v5 session that outlives the connection (clean start only on the very
-    first connect, session expiry 1 h), so the broker queues alerts while the care team is
-    offline or the hub reconnects first; with broker persistence it survives a graceful broker
-    restart (not a kill -9: mosquitto only saves its database on shutdown or autosave).
+    ``persistent``: an MQTT v5 session that outlives the connection (session expiry 1 h), so
+    the broker queues alerts while the care team is offline or the hub reconnects first; with
+    broker persistence it survives a graceful broker restart (not a kill -9: mosquitto saves its
+    database only on shutdown or autosave). Clean start is off from the very first connect:
+    mosquitto 2.0 writes a session to its database only if the client's latest CONNECT had
+    clean start off, so a session opened with clean start (paho's default first connect) is
+    silently gone after a broker restart. Use a fresh client id for a fresh session.
     ``auto_ack``: answer every raised/escalated/severity_changed event with an AlertAck, the
     application-level acknowledgement that stops the hub's re-announcements.
     """
@@ -120,6 +122,7 @@ class CareTeam:
         self.deliveries: list[Delivery] = []
         self.acks_sent = 0
         self.connects = 0
+        self.sessions_present: list[bool] = []  # CONNACK's flag, per connect
         self._properties = Properties(PacketTypes.CONNECT)
         if persistent:
             self._properties.SessionExpiryInterval = 3600
@@ -139,10 +142,9 @@ class CareTeam:
         self.stop()
 
     def start(self) -> None:
-        clean: Any = MQTT_CLEAN_START_FIRST_ONLY if self.persistent else True
         self._subscribed.clear()
-        self.client.connect("127.0.0.1", self.port, keepalive=10, clean_start=clean,
-                            properties=self._properties)
+        self.client.connect("127.0.0.1", self.port, keepalive=10,
+                            clean_start=not self.persistent, properties=self._properties)
         self.client.loop_start()
         assert self._subscribed.wait(10), "care team never got its SUBACK"
 
@@ -165,6 +167,7 @@ class CareTeam:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         self.connects += 1
+        self.sessions_present.append(bool(flags.session_present))
         # Subscribe on every connect: after a kill -9 the broker has forgotten the session.
         client.subscribe([(self.topic, 1), (self.response_topic, 1)])
 
@@ -348,13 +351,13 @@ def advance(hub: Hub, clock: FakeClock, seconds: float) -> None:
 
 
 def feed_fever(hub: Hub, clock: FakeClock, *, minutes: int, core_c: float = 38.6,
-               bpm: int | None = None) -> None:
-    """``minutes`` of readings: temperature every 60 s, heart rate every 15 s if given."""
+               bpm: int = 72) -> None:
+    """``minutes`` of readings from the default config's two wearables: temperature every 60 s
+    and heart rate every 15 s, ticking the hub every 15 s."""
     for _ in range(minutes):
         feed_temperature(hub, "temp-patch", core_c)
         for _ in range(4):
-            if bpm is not None:
-                feed_heart_rate(hub, "chest-strap", bpm)
+            feed_heart_rate(hub, "chest-strap", bpm)
             advance(hub, clock, 15)
 
 
