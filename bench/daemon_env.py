@@ -139,8 +139,8 @@ class Daemon:
                 elif line.startswith("STATUS="):
                     self.status = line.removeprefix("STATUS=")
 
-    async def wait_ready(self, timeout: float = 30.0) -> float:
-        deadline = time.monotonic() + timeout
+    async def wait_ready(self, within_s: float = 30.0) -> float:
+        deadline = time.monotonic() + within_s
         while self.ready_at is None:
             self.poll_notify()
             if self.ready_at is not None:
@@ -152,8 +152,8 @@ class Daemon:
             await asyncio.sleep(0.002)
         return self.ready_at - self.started
 
-    async def wait_status(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+    async def wait_status(self, text: str, within_s: float) -> bool:
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             self.poll_notify()
             if text in self.status:

@@ -33,12 +33,12 @@ FLOOR_IMPORTS = (
 )
 
 
-async def floor_rss() -> float:
+def floor_rss() -> float:
     proc = subprocess.Popen([PYTHON, "-c", FLOOR_IMPORTS], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        await asyncio.to_thread(proc.stdout.readline)
-        await asyncio.sleep(0.5)
+        proc.stdout.readline()
+        time.sleep(0.5)
         return rss_mb(proc.pid)
     finally:
         proc.kill()
@@ -46,7 +46,7 @@ async def floor_rss() -> float:
 
 
 async def measure(settle_s: float, sample_s: float, workdir: Path) -> dict[str, Any]:
-    floor = await floor_rss()
+    floor = await asyncio.to_thread(floor_rss)
     async with environment(workdir) as env:
         daemon = env.launch("memory")
         try:
