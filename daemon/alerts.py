@@ -26,6 +26,7 @@ class AlertKind(StrEnum):
     ADAPTER_UNAVAILABLE = "adapter_unavailable"
     OUTBOX_BACKLOG = "outbox_backlog"
     DISK_LOW = "disk_low"
+    BROKER_UNREACHABLE = "broker_unreachable"
 
     @property
     def is_technical(self) -> bool:

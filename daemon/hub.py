@@ -42,7 +42,7 @@ from daemon.payloads import (
     VitalsSample,
 )
 from daemon.profiles import DeviceProfile, load_profiles
-from daemon.readings import Reading, Vital
+from daemon.readings import Reading, Vital, flag_off_body
 from daemon.rules import ClinicalRules
 from daemon.store import JournalEntry, OutboundMessage, Store
 from daemon.technical_alarms import TechnicalAlarms
@@ -149,6 +149,7 @@ class Hub:
             will=(self.topics.hub_status, self._status_payload("offline")),
             callbacks=LinkCallbacks(
                 connected=self._on_mqtt_connected,
+                disconnected=self._on_mqtt_disconnected,
                 published=self._on_published,
                 message=self._on_message,
             ),
@@ -172,6 +173,8 @@ class Hub:
             # silence between readings is normal, so only continuous wearables are watched.
             if state.profile.expected_sample_interval_s is not None:
                 self.technical.expect(device_id, set(state.profile.vitals), now)
+        # Until the first CONNACK the broker counts as unreachable (it may never answer).
+        self._handle(self.technical.broker_connection(False, now), now)
         self.link.start()
         self.scheduler = AsyncIOScheduler()
         jobs: list[tuple[Callable[[], None], float]] = [
@@ -224,7 +227,8 @@ class Hub:
         offset = state.settings.temperature_offset_c
         if offset is None:
             offset = state.profile.default_temperature_offset_c
-        self.ingest(to_readings(result, device_id, now, offset), now)
+        readings = to_readings(result, device_id, now, offset)
+        self.ingest(flag_off_body(readings, self.config.thresholds.stale.off_body_below_c), now)
 
     def on_connection_change(self, device_id: str, connected: bool) -> None:
         now = self.clock()
@@ -416,8 +420,15 @@ class Hub:
             log.info("restored %d open alert(s) from the journal", len(self.tracked))
 
     # --- MQTT -------------------------------------------------------------------------------------
+    def _on_mqtt_disconnected(self, reason: str) -> None:
+        if self.scheduler is None:
+            return  # our own shutdown, not an outage
+        now = self.clock()
+        self._handle(self.technical.broker_connection(False, now), now)
+
     def _on_mqtt_connected(self) -> None:
         now = self.clock()
+        self._handle(self.technical.broker_connection(True, now), now)
         self.link.publish(self.topics.hub_status, self._status_payload("online", now), qos=1,
                           retain=True)
         # The retained state must be right after any outage, even with nothing open.

@@ -109,7 +109,7 @@ def patient_message(
                 "hub. Until it works, take your temperature with a thermometer every few hours and "
                 f"call {contact.team_name} at {contact.phone} if you feel unwell."
             )
-        case AlertKind.OUTBOX_BACKLOG:
+        case AlertKind.OUTBOX_BACKLOG | AlertKind.BROKER_UNREACHABLE:
             return (
                 "The home hub cannot reach your care team's system. Check your home internet. "
                 f"If you feel unwell, call {contact.team_name} at {contact.phone} directly."

@@ -14,6 +14,7 @@ one open alert per (kind, device):
 | ADAPTER_UNAVAILABLE (hub) | immediately | ``adapter_problem(None)`` | MEDIUM |
 | OUTBOX_BACKLOG (hub) | pending > outbox_pending_max | pending <= outbox_clear_pending | LOW |
 | DISK_LOW (hub) | free < disk_free_min_bytes | free >= min + disk_clear_margin_bytes | LOW |
+| BROKER_UNREACHABLE (hub) | no MQTT connection for broker_unreachable_s | connected again | MEDIUM |
 
 Severity: LOW is "awareness" in IEC 60601-1-8 (reliability.md §1), right for a device problem the
 patient or caregiver can fix. NO_DATA for temperature is MEDIUM because the fever, the primary CRS
@@ -43,7 +44,12 @@ from daemon.thresholds import HubHealthThresholds, StaleDataThresholds
 AlarmKey = tuple[AlertKind, str | None]
 
 _HUB_KINDS = frozenset(
-    {AlertKind.ADAPTER_UNAVAILABLE, AlertKind.OUTBOX_BACKLOG, AlertKind.DISK_LOW}
+    {
+        AlertKind.ADAPTER_UNAVAILABLE,
+        AlertKind.OUTBOX_BACKLOG,
+        AlertKind.DISK_LOW,
+        AlertKind.BROKER_UNREACHABLE,
+    }
 )
 _DEVICE_KINDS = frozenset(
     {
@@ -89,6 +95,7 @@ class TechnicalAlarms:
         self._contact_absent_since: dict[str, datetime] = {}
         self._disconnected_since: dict[str, datetime] = {}
         self._last_battery_at: dict[str, datetime] = {}
+        self._broker_down_since: datetime | None = None
         self._clock: datetime | None = None  # latest time seen, to judge whether data is fresh
         self._started = False
 
@@ -155,6 +162,33 @@ class TechnicalAlarms:
             return []
         return [self._book.clear(key, value=None, threshold=None, at=now)]
 
+    def broker_connection(self, connected: bool, now: datetime) -> list[AlertTransition]:
+        """BROKER_UNREACHABLE after broker_unreachable_s without an MQTT connection (call with
+        False at start-up too: a broker that never answers must alarm); a connection clears."""
+        self._seen(now)
+        key: AlarmKey = (AlertKind.BROKER_UNREACHABLE, None)
+        if not connected:
+            if self._broker_down_since is None:
+                self._broker_down_since = now
+            return self._check_broker(now)
+        since, self._broker_down_since = self._broker_down_since, None
+        if key not in self._book:
+            return []
+        lasted = None if since is None else (now - since).total_seconds()
+        return [self._book.clear(key, value=lasted, threshold=self._hub.broker_unreachable_s,
+                                 at=now)]
+
+    def _check_broker(self, now: datetime) -> list[AlertTransition]:
+        key: AlarmKey = (AlertKind.BROKER_UNREACHABLE, None)
+        since = self._broker_down_since
+        if since is None or key in self._book:
+            return []
+        lasted = (now - since).total_seconds()
+        if lasted < self._hub.broker_unreachable_s:
+            return []
+        return [self._raise(key, Severity.MEDIUM, lasted, "s", self._hub.broker_unreachable_s,
+                            now, None)]
+
     def hub_resources(
         self, outbox_pending: int, disk_free_bytes: int, now: datetime
     ) -> list[AlertTransition]:
@@ -216,6 +250,7 @@ class TechnicalAlarms:
             out.extend(self._check_contact(device, now))
         for device in list(self._disconnected_since):
             out.extend(self._check_disconnected(device, now))
+        out.extend(self._check_broker(now))
         return out
 
     # -- state -----------------------------------------------------------------------------

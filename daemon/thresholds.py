@@ -56,6 +56,12 @@ class StaleDataThresholds(_Strict):
     # Hysteresis (reliability.md §1 alarm fatigue: "hysteresis on clearing"): BATTERY_LOW clears
     # only at battery_low_percent + this margin, so a level flickering 19/20/21 % alarms once.
     battery_clear_margin_percent: float = Field(5.0, ge=0, le=100)
+    # A temperature (after the site offset) below this is taken as a patch off the skin, not a
+    # patient: it counts as lost sensor contact, so a fallen patch reading room air can neither
+    # clear a fever nor look like normal data. Inference from clinical.md §3 (false patch readings
+    # from a low-placed patch) and §6 (off-body: ask for an oral temperature); NEWS2 already
+    # scores <= 35.0 °C as 3, so real readings this low are an emergency the patch cannot judge.
+    off_body_below_c: float = Field(34.0, ge=25.0, le=37.0)
 
 
 class HubHealthThresholds(_Strict):
@@ -72,6 +78,10 @@ class HubHealthThresholds(_Strict):
     disk_free_min_bytes: int = Field(200_000_000, ge=0)
     # Hysteresis as above: DISK_LOW clears at disk_free_min_bytes + this margin.
     disk_clear_margin_bytes: int = Field(50_000_000, ge=0)
+    # The broker unreachable this long is itself a technical alarm (reliability.md §1: in a
+    # distributed alarm system, losing the broker or bridge is a technical alarm). It reaches the
+    # care team once the link is back, and shows at once in systemd STATUS and the journal.
+    broker_unreachable_s: float = Field(120.0, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> HubHealthThresholds:
