@@ -466,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     hubs = args.hubs or (100 if args.quick else 1000)
     processes = args.processes or max(1, min(4, hubs // 100))
-    interval = 0.1 if args.quick and args.interval == INTERVAL_S else args.interval
-    spread = args.spread if args.spread is not None else (2.0 if args.quick else SPREAD_S)
+    interval = 0.05 if args.quick and args.interval == INTERVAL_S else args.interval
+    spread = args.spread if args.spread is not None else (1.0 if args.quick else SPREAD_S)
     pace = (interval, spread)
     import tempfile
 

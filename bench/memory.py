@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    settle, sample = (5.0, 3.0) if args.quick else (30.0, 30.0)
+    settle, sample = (3.0, 2.0) if args.quick else (30.0, 30.0)
     with tempfile.TemporaryDirectory(prefix="crs-bench-memory-") as tmp:
         result = asyncio.run(measure(settle, sample, Path(tmp)))
     emit_rows(rows(result))

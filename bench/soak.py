@@ -433,8 +433,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
             note=f"{hub['counters']['payloads']:,} payloads in {hub['fed_s']:.0f} s "
             f"({seconds / hub['fed_s']:,.0f}x real time); RSS "
             f"{warm_sample[1]:.1f} MB at {warm_sample[0]:g} h (after warm-up), "
-            f"{hub['rss'][-1][1]:.1f} MB at {end_h:g} h; last 10 h: "
-            f"{growth(hub['rss'], end_h - 10) if hours > 12 else float('nan'):+.2f} MB",
+            f"{hub['rss'][-1][1]:.1f} MB at {end_h:g} h"
+            + (f"; last 10 h: {growth(hub['rss'], end_h - 10):+.2f} MB" if hours > 12 else ""),
             detail={"rss": hub["rss"], "floor_rss": floor["rss"], "warm_h": warm_h}),
         Row(key="soak_db_size", name=f"Soak {label}: database size", unit="MB",
             figure=db_max / 1e6, floor=floor_db / 1e6, goal=f"<= {bound / 1e6:.1f} MB (bound)",
