@@ -6,16 +6,16 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "faults":
-        from bench.faults import main as faults_main
-
+        faults = importlib.import_module("bench.faults")  # another engineer's module
         sys.argv = [f"{sys.argv[0]} faults", *args[1:]]
-        return int(faults_main() or 0)
+        return int(faults.main() or 0)
     if args and args[0] == "run":
         args = args[1:]
     from bench.suite import main as suite_main

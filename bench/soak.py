@@ -18,7 +18,7 @@ The story, so that there are alerts to account for (core temperature = patch + 0
 | when | what | alerts expected |
 |---|---|---|
 | 04:00-05:30 | both patches up to 38.6 °C for ~1 h | FEVER raised, escalated, cleared |
-| 10:00-12:00 | 39.4 °C and both straps at 125 bpm | FEVER -> HIGH_FEVER -> FEVER_TACHYCARDIA, TACHYCARDIA; escalations; both cleared |
+| 10:00-12:00 | 39.4 °C and both straps at 125 bpm | FEVER, then TACHYCARDIA, which turns the fever alert into FEVER_TACHYCARDIA; escalations; both cleared |
 | 16:00-16:40 | strap-1 at 118 bpm | TACHYCARDIA raised, cleared |
 | 19:00-19:04 | strap-2 reports no skin contact | SENSOR_CONTACT_LOST raised, cleared |
 | 21:00-21:15 | patch-2 out of range for 15 min | DEVICE_DISCONNECTED and NO_DATA raised, cleared |
