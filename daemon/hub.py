@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import sqlite3
 import time
 import uuid
 from collections import Counter
@@ -143,6 +144,7 @@ class Hub:
         self._latest: dict[Vital, Reading] = {}
         self.started_at: datetime | None = None
         self.last_tick_monotonic = time.monotonic()
+        self.store_failures = 0
         self.link = MqttLink(
             config.mqtt,
             client_id=f"crs-hub-{config.hub.id}",
@@ -257,7 +259,8 @@ class Hub:
         transitions: list[AlertTransition] = []
         for reading in readings:
             self.counters.readings += 1
-            self._latest[reading.vital] = reading
+            if reading.sensor_contact is not False:
+                self._latest[reading.vital] = reading
             log.debug("reading %s %s=%s", reading.device, reading.vital, reading.value)
             state = self.devices.get(reading.device)
             if state is not None:
@@ -369,10 +372,23 @@ class Hub:
         entry = JournalEntry(0, event.alert_id, event.event_id, state.value,
                              transition.kind.value, transition.severity.value, now, actor,
                              event.model_dump_json())
-        self.store.record_transition(entry, [
+        messages = [
             OutboundMessage(self.topics.alert_event, event.to_json(), 1, False, expires_at),
             OutboundMessage(self.topics.alert_state, self._snapshot(now).to_json(), 1, True),
-        ])
+        ]
+        try:
+            self.store.record_transition(entry, messages)
+        except sqlite3.Error as exc:
+            # Disk full or the database broken: the alert must still go out. Hand it to paho
+            # directly (in memory only, so a restart now would lose it) and say so loudly.
+            self.store_failures += 1
+            log.critical("cannot write alert %s to the store (%s); publishing it without "
+                         "durability", event.alert_id, exc)
+            for message in messages:
+                self.link.publish(message.topic, message.payload, qos=message.qos,
+                                  retain=message.retain,
+                                  expiry_s=self.config.alerts.event_expiry_s
+                                  if not message.retain else None)
         for listener in self.transition_listeners:
             listener(event)
         self.outbox.kick()

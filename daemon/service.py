@@ -35,6 +35,8 @@ def session_specs(hub: Hub) -> list[SessionSpec]:
 def status_line(hub: Hub, bluetooth: BluetoothManager | None) -> str:
     connected = sum(d.connected for d in hub.devices.values())
     broker = "broker connected" if hub.link.connected else "BROKER UNREACHABLE"
+    if hub.store_failures:
+        broker += f", STORE FAILING ({hub.store_failures} alert(s) not journaled)"
     open_alerts = len(hub.tracked)
     return (f"{connected}/{len(hub.devices)} wearables connected, {broker}, "
             f"{open_alerts} open alert(s), outbox {hub.outbox.pending}")

@@ -10,8 +10,8 @@ from daemon.decoding import CHARACTERISTICS
 from daemon.encoding import encode_temperature
 from daemon.hub import Hub
 from daemon.readings import Reading, Vital, flag_off_body
-from tests.support.hubs import T0, FakeClock, hub_config
-from tests.support.mosquitto import free_port
+from tests.support.hubs import T0, FakeClock, Subscriber, hub_config
+from tests.support.mosquitto import Mosquitto, free_port
 
 TEMP = CHARACTERISTICS["temperature_measurement"]
 
@@ -80,3 +80,31 @@ def test_an_unreachable_broker_is_a_technical_alarm(tmp_path: Path) -> None:
         return kinds
 
     assert asyncio.run(scenario()).count(("broker_unreachable", "raised")) == 1
+
+
+def test_an_alert_still_goes_out_when_the_store_cannot_write(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    config = hub_config(tmp_path / "data", mosquitto.port)
+
+    async def scenario() -> Hub:
+        hub = Hub(config, clock=clock, tick_interval_s=3600, heartbeat_interval_s=3600)
+        await hub.start()
+        assert await hub.wait_connected(10)
+        # Simulate a full disk: SQLite refuses every write from now on.
+        hub.store._db.execute("PRAGMA query_only = ON")
+        for t in range(0, 600, 60):
+            clock.at(t)
+            hub.on_payload("temp-patch", TEMP, encode_temperature(38.3))
+        await asyncio.sleep(0.5)
+        hub.store._db.execute("PRAGMA query_only = OFF")
+        await hub.stop()
+        return hub
+
+    with Subscriber(mosquitto.port) as care:
+        hub = asyncio.run(scenario())
+        assert care.wait_for(lambda s: s.events())
+        events = care.events()
+    assert hub.store_failures >= 1
+    assert [(e["kind"], e["state"]) for e in events] == [("fever", "raised")]

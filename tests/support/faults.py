@@ -288,8 +288,11 @@ def outbox_event_ids(rows: Iterable[tuple[int, str, bytes]]) -> list[str]:
     return [json.loads(p)["event_id"] for _, t, p in rows if t.endswith("/alert/event")]
 
 
-def raised_alert_ids(journal: Iterable[JournalRow]) -> list[str]:
-    return [j.alert_id for j in journal if j.state == "raised"]
+def raised_alert_ids(journal: Iterable[JournalRow], *, hub_alarms: bool = False) -> list[str]:
+    """Raised alert ids; without ``hub_alarms``, leave out the hub's own broker_unreachable
+    alarm, which a broker outage raises on top of whatever a test generated."""
+    return [j.alert_id for j in journal if j.state == "raised"
+            and (hub_alarms or j.kind != "broker_unreachable")]
 
 
 # --- configs --------------------------------------------------------------------------------
