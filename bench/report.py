@@ -121,6 +121,18 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def uncommitted_code() -> list[str]:
+    """Files under daemon/ and bench/ that differ from the commit: the run measured those."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", "daemon", "bench"],
+                             capture_output=True, text=True, check=False,
+                             cwd=Path(__file__).resolve().parent.parent).stdout
+    except OSError:
+        return []
+    return [line[3:] for line in out.splitlines()
+            if line[3:].endswith(".py") or line[3:].endswith(".toml")]
+
+
 def machine() -> dict[str, Any]:
     import os
 
@@ -139,6 +151,7 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "uncommitted": uncommitted_code(),
         "nproc": os.cpu_count(),
         "machine": platform.machine(),
         "cpu": cpu,

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench.common import rows_from, run_worker
-from bench.report import RESULTS_DIR, Row, failed_row, table, write_results
+from bench.report import RESULTS_DIR, Row, failed_row, table, uncommitted_code, write_results
 
 # (module, keys/names it produces if it fails, goal text for a failed row)
 SUITE: tuple[tuple[str, str, str], ...] = (
@@ -73,13 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = (only or set()) - {m for m, _, _ in SUITE}
     if unknown:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
+    dirty_before = uncommitted_code()
     started = time.monotonic()
     rows = run(args.quick, only)
+    dirty = sorted(set(dirty_before) | set(uncommitted_code()))
     elapsed = time.monotonic() - started
     path = args.json or RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
     write_results(rows, quick=args.quick, elapsed_s=elapsed, path=path)
     print(table(rows))
     print(f"\n{'quick' if args.quick else 'full'} run, {elapsed:.0f} s; results in {path}")
+    if dirty:
+        print(f"warning: measured with uncommitted changes in {', '.join(dirty)}")
     return 0 if all(row.passed is not False for row in rows) else 1
 
 
