@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -123,6 +124,8 @@ def table(rows: list[Row]) -> str:
 
 def uncommitted_code() -> list[str]:
     """Files under daemon/ and bench/ that differ from the commit: the run measured those."""
+    if os.environ.get("CRS_BENCH_COMMIT"):
+        return []  # an exported snapshot is the commit, by construction
     try:
         out = subprocess.run(["git", "status", "--porcelain", "--", "daemon", "bench"],
                              capture_output=True, text=True, check=False,
@@ -134,13 +137,15 @@ def uncommitted_code() -> list[str]:
 
 
 def machine() -> dict[str, Any]:
-    import os
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = ""
+    # CRS_BENCH_COMMIT: set when running from an exported snapshot (git archive) of a commit.
+    commit = os.environ.get("CRS_BENCH_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                    capture_output=True, text=True, check=False,
+                                    cwd=Path(__file__).parent).stdout.strip()
+        except OSError:
+            commit = ""
     cpu = ""
     try:
         for text in Path("/proc/cpuinfo").read_text().splitlines():
