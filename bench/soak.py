@@ -6,9 +6,9 @@ by hand through 24 scenario hours as fast as the hub goes. Every scenario second
 wearable's GATT bytes go through ``Hub.on_payload`` (two straps: Heart Rate Measurement; two
 patches: Temperature Measurement; every 10 minutes a Battery Level), i.e. 345,600 vital-sign
 payloads; Bluetooth itself is not involved. The jobs the daemon's scheduler runs every N real
-seconds run every N scenario seconds instead: ``tick`` and ``store.flush`` every 1 s,
-``heartbeat`` every 30 s, ``publish_vitals`` every 60 s, ``compact`` every 3600 s (the real
-scheduler is paused). The event loop runs between scenario seconds, so PUBACKs drain the outbox.
+seconds run every N scenario seconds instead: ``tick`` every 1 s, ``heartbeat`` every 30 s,
+``publish_vitals`` every 60 s, ``compact`` every 3600 s (the real scheduler is paused), and
+``store.flush`` every 10 s rather than every second (see FLUSH_EVERY_S). The event loop runs between scenario seconds, so PUBACKs drain the outbox.
 
 Disconnects: every wearable drops its link every 10 minutes (staggered) for 30 s:
 ``on_connection_change(False)``, no payloads, ``on_connection_change(True)``; 576 in all.
