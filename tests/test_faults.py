@@ -118,16 +118,25 @@ def test_broker_killed_mid_burst_every_alert_reaches_the_care_team_and_is_acked(
         in_outbox = set(outbox_event_ids(read_outbox(data)))
         journal = read_journal(data)
         assert {j.event_id for j in journal if j.alert_id in waves["c"]} <= in_outbox
-        for _ in range(12):  # a minute of outage: escalations of B and C pile up in the outbox
+        # 150 s of outage: escalations of B and C pile up in the outbox, and after 120 s the
+        # hub raises its own BROKER_UNREACHABLE alarm (into the outbox too).
+        for _ in range(30):
             burst.step()
             await asyncio.sleep(0)
         assert len(read_outbox(data)) > len(in_outbox)
+        assert AlertKind.BROKER_UNREACHABLE in hub.open_alert_kinds()
 
         mosquitto.start()
         care_team.go_online()
         everything = waves["a"] + waves["b"] + waves["c"]
-        assert await until(lambda: care_team.alert_ids() >= set(everything) and acked(everything),
-                           30, step=burst.step), (
+
+        def all_delivered() -> bool:
+            journal = read_journal(data)
+            return (care_team.event_ids() >= {j.event_id for j in journal
+                                              if j.kind == "broker_unreachable"}
+                    and care_team.alert_ids() >= set(everything) and acked(everything))
+
+        assert await until(all_delivered, 30, step=burst.step), (
             f"missing {set(everything) - care_team.alert_ids()}")
         await hub.stop()
         return waves
@@ -143,9 +152,16 @@ def test_broker_killed_mid_burst_every_alert_reaches_the_care_team_and_is_acked(
     assert sorted(generated) == sorted(waves["a"] + waves["b"] + waves["c"])
     delivered = care_team.alert_ids()
     assert set(generated) - delivered == set(), "alerts lost"
-    # Every alert was acknowledged by the care team's actor, once (a repeat ack is a no-op).
+    # The outage itself was announced: raised while the broker was dead, delivered afterwards,
+    # then cleared by the reconnection.
+    (outage_alarm,) = set(raised_alert_ids(journal, hub_alarms=True)) - set(generated)
+    assert [j.state for j in journal if j.alert_id == outage_alarm][-1] == "cleared"
+    assert {e["state"] for e in care_team.events() if e["alert_id"] == outage_alarm} >= {
+        "raised", "cleared"}
+    # Every patient alert was acknowledged by the care team's actor, once (a repeat ack is a
+    # no-op); the outage alarm may have been acknowledged too before it cleared.
     acks = [j for j in journal if j.state == "acknowledged"]
-    assert sorted(j.alert_id for j in acks) == sorted(generated)
+    assert sorted(j.alert_id for j in acks if j.alert_id != outage_alarm) == sorted(generated)
     assert {j.actor for j in acks} == {"nurse-7"}
     # Wave B's RAISED events died with the broker: the care team first heard of those alerts
     # through an escalation. This is the loss the outbox alone cannot prevent.
@@ -160,7 +176,9 @@ def test_broker_killed_mid_burst_every_alert_reaches_the_care_team_and_is_acked(
     records = {j.event_id: j.record for j in journal}
     for event in care_team.events():
         assert event == records[event["event_id"]]
-        assert event["kind"] == "no_data" and event["technical"] is True
+        assert event["technical"] is True
+        assert event["kind"] == ("broker_unreachable" if event["alert_id"] == outage_alarm
+                                 else "no_data")
 
 
 # --- kill -9 of the hub between creating an alert and publishing it ---------------------------
@@ -180,10 +198,11 @@ def test_hub_killed_before_publishing_delivers_after_restart_without_raising_aga
     assert report["connected"] is False
     journal = read_journal(data)
     assert [(j.state, j.kind) for j in journal] == [
-        ("raised", "fever"), ("raised", "tachycardia"), ("severity_changed", "fever_tachycardia")]
+        ("raised", "fever"), ("raised", "broker_unreachable"), ("raised", "tachycardia"),
+        ("severity_changed", "fever_tachycardia")]
     assert [[j.alert_id, j.event_id, j.state, j.kind] for j in journal] == report["journal"]
-    fever_id, tachy_id = journal[0].alert_id, journal[1].alert_id
-    assert journal[2].alert_id == fever_id
+    fever_id, outage_id, tachy_id = (j.alert_id for j in journal[:3])
+    assert journal[3].alert_id == fever_id
     # Committed before the kill: all three events wait in the outbox, oldest first.
     assert outbox_event_ids(read_outbox(data)) == [j.event_id for j in journal]
 
@@ -194,10 +213,12 @@ def test_hub_killed_before_publishing_delivers_after_restart_without_raising_aga
         hub = Hub(config, clock=clock, tick_interval_s=3600, heartbeat_interval_s=3600)
         await hub.start()
         assert {a: t.transition.kind for a, t in hub.tracked.items()} == {
-            fever_id: AlertKind.FEVER_TACHYCARDIA, tachy_id: AlertKind.TACHYCARDIA}
+            fever_id: AlertKind.FEVER_TACHYCARDIA, tachy_id: AlertKind.TACHYCARDIA,
+            outage_id: AlertKind.BROKER_UNREACHABLE}
         assert await hub.wait_connected(10)
         assert await until(lambda: hub.outbox.pending == 0
                            and care_team.event_ids() >= {j.event_id for j in journal}, 10)
+        assert outage_id not in hub.tracked  # the connection cleared the outage alarm
         # The fever and the fast heart rate go on: still the same two alerts, nothing new.
         feed_fever(hub, clock, minutes=6, bpm=124)
         assert await until(lambda: hub.outbox.pending == 0, 10)
@@ -208,9 +229,12 @@ def test_hub_killed_before_publishing_delivers_after_restart_without_raising_aga
         assert care_team.wait(lambda c: (c.latest_state() or {}).get("open"))
         state = care_team.latest_state()
 
-    # Delivered exactly as journaled before the kill: same alert_id, event_id, content.
-    assert care_team.first_events() == [j.record for j in journal]
-    assert read_journal(data) == journal, "the restarted hub raised or changed an alert"
+    # Delivered exactly as journaled before the kill (same alert_id, event_id, content), then
+    # the outage alarm's clear; nothing raised again, no clinical alert changed.
+    after = read_journal(data)
+    assert after[:len(journal)] == journal
+    assert [(j.alert_id, j.state) for j in after[len(journal):]] == [(outage_id, "cleared")]
+    assert care_team.first_events() == [j.record for j in after]
     assert state is not None
     assert sorted(a["alert_id"] for a in state["open"]) == sorted([fever_id, tachy_id])
 
@@ -309,7 +333,8 @@ def test_long_outage_drains_oldest_first_and_raises_then_clears_outbox_backlog(
 
     journal = read_journal(tmp_path / "data")
     kinds = {(j.kind, j.state) for j in journal}
-    for expected in [("fever", "raised"), ("tachycardia", "raised"),
+    for expected in [("broker_unreachable", "raised"), ("broker_unreachable", "cleared"),
+                     ("fever", "raised"), ("tachycardia", "raised"),
                      ("fever_tachycardia", "severity_changed"), ("fever_tachycardia", "escalated"),
                      ("tachycardia", "cleared"), ("fever_tachycardia", "cleared"),
                      ("no_data", "raised"), ("no_data", "cleared"),
