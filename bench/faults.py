@@ -127,11 +127,13 @@ async def _broker_kill(broker: Mosquitto, data: Path, care_team: CareTeam, round
         await until(lambda: hub.outbox.pending == 0 and hub.outbox.in_flight == 0, 20)
         assert broker.process is not None
         os.kill(broker.process.pid, signal.SIGSTOP)
+        target = hub.outbox.stats.published + len(c)
         burst.silence(c)
         while len(raised_for(c)) < len(c):
             burst.step()
         patient_alerts.extend(raised_for(c))
-        await asyncio.sleep(0.2)  # let paho write wave C into the frozen broker's socket
+        # Wave C is handed to paho, which writes it into the frozen broker's socket.
+        await until(lambda: hub.outbox.stats.published >= target, 10)  # noqa: B023
         broker.kill()
         await until(lambda: not hub.link.connected, 10)
         outbox_at_kill += len(outbox_event_ids(read_outbox(data)))
