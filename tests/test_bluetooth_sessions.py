@@ -376,14 +376,17 @@ def test_discovery_hints_find_the_strap_and_two_sessions_never_share_it(
         ) as manager:
             await wait_until(
                 lambda: any(s.payload_count >= 3 for s in manager.states().values()),
-                5.0,
+                15.0,  # generous: on a loaded 2-core CI machine discovery can be slow
                 "payloads",
             )
             await asyncio.sleep(0.8)
             return {d: s.connect_count for d, s in manager.states().items()}
 
     counts = run_with_sim(body, time_scale=120.0)
-    assert sorted(counts.values()) == [0, 1]
+    # One session owns the strap (a reconnect under load may count twice); the other never
+    # connected to it, because there is only one strap.
+    never, owner = sorted(counts.values())
+    assert never == 0 and owner >= 1, counts
 
 
 @pytest.mark.integration
