@@ -50,26 +50,8 @@ VENV=/opt/crs-hub/venv
 SERVICE_USER=crs-hub
 APT_PACKAGES=(python3-venv bluez mosquitto mosquitto-clients openssl)
 
-say() { printf '==> %s\n' "$*"; }
-
-# Privileged commands: printed in a dry run, run otherwise.
-run() {
-    if ((DRY_RUN)); then
-        printf '+'
-        printf ' %q' "$@"
-        printf '\n'
-    else
-        "$@"
-    fi
-}
-
-run_sh() { # a shell snippet, shown as written
-    if ((DRY_RUN)); then
-        printf '+ %s\n' "$1"
-    else
-        sh -c "$1"
-    fi
-}
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 set_owner() { # OWNER:GROUP PATH. A dry run prints the command for the real path; root:root it
     # leaves out, since that is what the real install gets from running as root anyway.

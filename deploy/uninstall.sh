@@ -37,25 +37,8 @@ else
     [[ $EUID -eq 0 ]] || { echo "uninstall.sh: run as root (sudo), or use --dry-run" >&2; exit 1; }
 fi
 
-say() { printf '==> %s\n' "$*"; }
-
-run() {
-    if ((DRY_RUN)); then
-        printf '+'
-        printf ' %q' "$@"
-        printf '\n'
-    else
-        "$@"
-    fi
-}
-
-run_sh() { # a shell snippet, shown as written
-    if ((DRY_RUN)); then
-        printf '+ %s\n' "$1"
-    else
-        sh -c "$1"
-    fi
-}
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 remove() { # PATH... below the root
     local path
