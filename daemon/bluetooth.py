@@ -298,7 +298,7 @@ class DeviceFinder:
         self._health = health
         self._lock = asyncio.Lock()
         self._scanner: BleakScanner | None = None
-        self._waiters: dict[int, tuple[Matcher, asyncio.Future[BLEDevice]]] = {}
+        self._waiters: dict[int, tuple[Matcher, str | None, asyncio.Future[BLEDevice]]] = {}
         self._next_id = 0
         self._claims: dict[str, str] = {}  # address -> device_id
         self._last_advert_at = 0.0
@@ -318,12 +318,17 @@ class DeviceFinder:
         owner = self._claims.get(address.upper())
         return owner is not None and owner != device_id
 
-    async def find(self, match: Matcher, within_s: float) -> BLEDevice | None:
+    async def find(
+        self, match: Matcher, within_s: float, claimant: str | None = None
+    ) -> BLEDevice | None:
+        """Wait for an advertisement ``match`` accepts. With a ``claimant`` the device is claimed
+        for it in the same callback that hands it over, so one advertisement seen by two
+        sessions' matchers can never go to both."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BLEDevice] = loop.create_future()
         token = self._next_id
         self._next_id += 1
-        self._waiters[token] = (match, future)
+        self._waiters[token] = (match, claimant, future)
         try:
             await self._ensure_scanning()
             started = time.monotonic()
@@ -342,7 +347,7 @@ class DeviceFinder:
                 await self._stop_if_idle()
 
     async def close(self) -> None:
-        for _, future in self._waiters.values():
+        for _, _, future in self._waiters.values():
             future.cancel()
         await self._stop_if_idle(force=True)
 
@@ -386,8 +391,10 @@ class DeviceFinder:
 
     def _on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
         self._last_advert_at = time.monotonic()
-        for match, future in list(self._waiters.values()):
+        for match, claimant, future in list(self._waiters.values()):
             if future.done():
+                continue
+            if claimant is not None and self.claimed_by_other(device.address, claimant):
                 continue
             try:
                 matched = match(device, adv)
@@ -395,6 +402,8 @@ class DeviceFinder:
                 log.exception("device matcher failed")
                 continue
             if matched:
+                if claimant is not None:
+                    self.claim(device.address, claimant)
                 future.set_result(device)
 
 
@@ -517,10 +526,8 @@ class WearableSession:
                 return False
             return spec.matches(device.address, adv.local_name or device.name, adv.service_uuids)
 
-        device = await self._finder.find(match, self._scan_timeout_s)
-        if device is not None:
-            self._finder.claim(device.address, self.device_id)
-        return device
+        # The finder claims the device for us as it hands it over (no race with other sessions).
+        return await self._finder.find(match, self._scan_timeout_s, claimant=self.device_id)
 
     async def _leftover_connection(self, address: str) -> BLEDevice | None:
         adapter = self.spec.adapter or "hci0"
