@@ -27,6 +27,7 @@ class AlertKind(StrEnum):
     OUTBOX_BACKLOG = "outbox_backlog"
     DISK_LOW = "disk_low"
     BROKER_UNREACHABLE = "broker_unreachable"
+    HUB_FAULT = "hub_fault"
 
     @property
     def is_technical(self) -> bool:

@@ -114,6 +114,12 @@ def patient_message(
                 "The home hub cannot reach your care team's system. Check your home internet. "
                 f"If you feel unwell, call {contact.team_name} at {contact.phone} directly."
             )
+        case AlertKind.HUB_FAULT:
+            return (
+                "The home hub has an internal fault and may not be watching your readings. "
+                "Restart the hub. Until it works, take your temperature with a thermometer every "
+                f"few hours and call {contact.team_name} at {contact.phone} if you feel unwell."
+            )
         case AlertKind.DISK_LOW:
             return (
                 "The home hub is running out of storage. Please tell your care team at "

@@ -37,7 +37,9 @@ def status_line(hub: Hub, bluetooth: BluetoothManager | None) -> str:
     broker = "broker connected" if hub.link.connected else "BROKER UNREACHABLE"
     if hub.store_failures:
         broker += f", STORE FAILING ({hub.store_failures} alert(s) not journaled)"
-    open_alerts = len(hub.tracked)
+    if hub.failing_jobs:
+        broker += f", HUB FAULT (failing: {', '.join(hub.failing_jobs)})"
+    open_alerts = len(hub.monitor.open_alerts())
     return (f"{connected}/{len(hub.devices)} wearables connected, {broker}, "
             f"{open_alerts} open alert(s), outbox {hub.outbox.pending}")
 
@@ -83,7 +85,10 @@ async def run_service(
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=min(watchdog_s or 5.0, 5.0))
-            if time.monotonic() - hub.last_tick_monotonic < stale_after_s:
+            if hub.failing_jobs:
+                log.error("withholding the watchdog ping: %s keep failing",
+                          ", ".join(hub.failing_jobs))
+            elif time.monotonic() - hub.last_tick_monotonic < stale_after_s:
                 notifier.watchdog()
             else:
                 log.error("the hub's tick has not run for %.0f s; withholding the watchdog ping",

@@ -40,7 +40,7 @@ CREATE INDEX IF NOT EXISTS journal_alert ON journal (alert_id);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
-    created_at REAL NOT NULL, expires_at REAL
+    created_at REAL NOT NULL, expires_at REAL, correlation BLOB
 );
 CREATE INDEX IF NOT EXISTS outbox_topic ON outbox (topic);
 """
@@ -54,6 +54,8 @@ class OutboundMessage:
     retain: bool = False
     # Absolute expiry (epoch seconds) for MQTT v5 message expiry; None never expires.
     expires_at: float | None = None
+    # MQTT v5 correlation data (an ack response goes back with the request's).
+    correlation_data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "correlation" not in columns:  # a store written by an older crs-hub
+            self._db.execute("ALTER TABLE outbox ADD COLUMN correlation BLOB")
         self._pending_readings: list[tuple[float, str, str, float]] = []
         self._flush_every = flush_every
 
@@ -181,27 +186,29 @@ class Store:
                 (message.topic, *skip),
             )
         cursor = self._db.execute(
-            "INSERT INTO outbox (topic, payload, qos, retain, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (topic, payload, qos, retain, created_at, expires_at, correlation)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (message.topic, message.payload, message.qos, int(message.retain), now,
-             message.expires_at),
+             message.expires_at, message.correlation_data),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
     def pending(self, limit: int = 1000, *, after: int = 0) -> list[OutboxRow]:
         rows = self._db.execute(
-            "SELECT seq, topic, payload, qos, retain, created_at, expires_at FROM outbox"
+            "SELECT seq, topic, payload, qos, retain, created_at, expires_at, correlation"
+            " FROM outbox"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         ).fetchall()
         return [
             OutboxRow(
                 seq=seq,
-                message=OutboundMessage(topic, bytes(payload), qos, bool(retain), expires_at),
+                message=OutboundMessage(topic, bytes(payload), qos, bool(retain), expires_at,
+                                        None if correlation is None else bytes(correlation)),
                 created_at=created_at,
             )
-            for seq, topic, payload, qos, retain, created_at, expires_at in rows
+            for seq, topic, payload, qos, retain, created_at, expires_at, correlation in rows
         ]
 
     def delete_outbox(self, seq: int) -> None:
