@@ -230,7 +230,7 @@ class _Timeline:
 
     def rule_time(self, at: datetime, mono_s: float | None) -> datetime:
         if mono_s is None:
-            return at - self._offset if self._anchor is not None else at
+            return at if self._anchor is None else at - self._offset
         if self._anchor is None:
             self._anchor = (at, mono_s)
         t = self._anchor[0] + timedelta(seconds=mono_s - self._anchor[1])
@@ -554,7 +554,7 @@ class Monitor:
                 updated.acknowledged_by if updated else None))
 
     def _escalate(self, t: datetime, out: MonitorOutput) -> None:
-        if not self.config.escalation.enabled:
+        if not self._tracked or not self.config.escalation.enabled:
             return
         for alert in due_escalations(self.open_alerts(), self._repeat, t):
             self._tracked[alert.alert_id] = alert
