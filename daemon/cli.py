@@ -42,27 +42,15 @@ def _load_config_or_exit(path: Path) -> object:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from daemon.config import Config, permission_warnings
-    from daemon.profiles import ProfileError, load_profiles
+    from daemon.config import Config, permission_warnings, profile_warnings
+    from daemon.profiles import load_profiles
 
+    # load_config checks everything `run` checks, device profiles included.
     config = _load_config_or_exit(args.file)
     assert isinstance(config, Config)
-    problems = []
-    try:
-        profiles = load_profiles(config.device_profiles_dir)
-    except ProfileError as exc:
-        problems.append(f"device_profiles_dir: {exc}")
-        profiles = {}
-    for index, device in enumerate(config.devices):
-        if profiles and device.profile not in profiles:
-            known = ", ".join(sorted(profiles))
-            problems.append(f"devices[{index}].profile: unknown profile {device.profile!r} "
-                            f"(known: {known})")
-    if problems:
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        return EXIT_USAGE
-    for warning in permission_warnings(args.file, config):
+    warnings = permission_warnings(args.file, config)
+    warnings += profile_warnings(config, load_profiles(config.device_profiles_dir))
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(
         f"ok: hub {config.hub.id}, patient {config.patient.id}, {len(config.devices)} device(s), "
