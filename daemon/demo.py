@@ -134,7 +134,7 @@ class CareTeam:
             event["alert_id"] not in self.acked
         ):
             self.acked.add(event["alert_id"])
-            topic = f"crs/v1/{event['hub_id']}/{event['patient_id']}/alert/ack"
+            topic = f"crs/v1/{event['hub_id']}/{event['patient_id']}/alert/ack/nurse-demo"
             ack = {"alert_id": event["alert_id"], "actor": "nurse-demo"}
             client.publish(topic, json.dumps(ack), qos=1)
 

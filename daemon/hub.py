@@ -115,7 +115,7 @@ class Hub:
                 published=self._on_published,
                 message=self._on_message,
             ),
-            subscriptions=[(self.topics.alert_ack, 1)],
+            subscriptions=[(self.topics.alert_ack_filter, 1)],
         )
         if config.home_assistant.enabled:
             self.link.subscriptions.append((f"{config.home_assistant.discovery_prefix}/status", 1))
@@ -312,8 +312,9 @@ class Hub:
         self.outbox.on_published(mid, ok, reason)
 
     def _on_message(self, message: IncomingMessage) -> None:
-        if message.topic == self.topics.alert_ack:
-            self._on_ack(message)
+        login = self.topics.ack_login(message.topic)
+        if login is not None:
+            self._on_ack(message, login)
         elif self.config.home_assistant.enabled and is_ha_online(
             message.topic, message.payload, self.config.home_assistant.discovery_prefix
         ):
@@ -335,7 +336,7 @@ class Hub:
         ):
             self.delivery.retained(topic, payload.encode())
 
-    def _on_ack(self, message: IncomingMessage) -> None:
+    def _on_ack(self, message: IncomingMessage, login: str) -> None:
         try:
             ack = AlertAck.model_validate_json(message.payload)
         except ValidationError as exc:
@@ -346,7 +347,14 @@ class Hub:
             self._respond(message, AckResponse(alert_id="", accepted=False,
                                                reason="malformed ack"))
             return
-        out = self.submit(Acknowledgement(ack.alert_id, ack.actor, self.clock(), ack.note,
+        if ack.actor is not None and ack.actor != login:
+            self.counters.acks_rejected += 1
+            log.warning("rejected an ack for %s: its actor does not match the login %s",
+                        ack.alert_id, login)
+            self._respond(message, AckResponse(alert_id=ack.alert_id, accepted=False,
+                                               reason="actor does not match the login"))
+            return
+        out = self.submit(Acknowledgement(ack.alert_id, login, self.clock(), ack.note,
                                           self._mono()))
         if out.ack is not None:
             self._respond(message, out.ack)
