@@ -53,11 +53,12 @@ class OutboxSink:
     def _journal(self, event: AlertEvent, snapshot: AlertStateSnapshot) -> None:
         actor = event.acknowledged_by if event.state == "acknowledged" and \
             event.acknowledged_by else "hub"
+        payload = event.to_json()  # serialised once: the journal record and the message
         entry = JournalEntry(0, event.alert_id, event.event_id, event.state.value,
                              event.kind.value, event.severity.value, event.event_at, actor,
-                             event.model_dump_json())
+                             payload.decode())
         messages = [
-            OutboundMessage(self._topics.alert_event, event.to_json(), 1, False,
+            OutboundMessage(self._topics.alert_event, payload, 1, False,
                             self._wall_clock() + self._expiry_s),
             OutboundMessage(self._topics.alert_state, snapshot.to_json(), 1, True),
         ]
