@@ -49,6 +49,7 @@ from daemon.vitals_chart import ChartScale, VitalsHistory, load_history, render_
 log = logging.getLogger(__name__)
 
 COOKIE = "crs_session"
+SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
 
 
 class StatusPageSettings(BaseModel):
@@ -300,7 +301,7 @@ class StatusPage:
         if session is not None and session.authenticated and not self._current(session):
             self.sessions.drop(session.token)
             session = None
-        request["session"] = session
+        request[SESSION] = session
         if request.method == "POST":
             form = await request.post()
             token = form.get("csrf")
@@ -427,13 +428,13 @@ class StatusPage:
                             headers={"Cache-Control": "max-age=3600"})
 
     async def _status(self, request: web.Request) -> web.Response:
-        session: Session = request["session"]
+        session = _session(request)
         refresh = 0 if request.query.get("refresh") == "off" else self.settings.refresh_s
         return self._render("status.html", session=session, refresh=refresh,
                             **self.status_view(self._clock()))
 
     def _anonymous(self, request: web.Request) -> Session:
-        session: Session | None = request["session"]
+        session = request[SESSION]
         return session if session is not None else self.sessions.new(authenticated=False)
 
     def _login_page(self, session: Session, *, status: int = 200, error: str | None = None
@@ -455,7 +456,7 @@ class StatusPage:
         return self._login_page(session)
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
-        session: Session = request["session"]
+        session = _session(request)
         client = request.remote or "unknown"
         wait = self.limiter.retry_after_s(client)
         if wait > 0:
@@ -492,7 +493,7 @@ class StatusPage:
         raise response
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
-        session: Session = request["session"]
+        session = _session(request)
         self.sessions.drop(session.token)
         response = web.HTTPSeeOther("/login")
         response.del_cookie(COOKIE, path="/")
@@ -521,7 +522,7 @@ class StatusPage:
                 content_type="text/plain") from None
 
     async def _ack(self, request: web.Request) -> web.StreamResponse:
-        session: Session = request["session"]
+        session = _session(request)
         alert_id = (await request.post()).get("alert_id")
         open_ids = {a.alert_id for a in self.snapshot.open} if self.snapshot else set()
         if not isinstance(alert_id, str) or alert_id not in open_ids:
@@ -538,11 +539,11 @@ class StatusPage:
             "Follow their advice."))
 
     async def _reading_form(self, request: web.Request) -> web.Response:
-        return self._render("reading.html", session=request["session"], error=None, value="",
+        return self._render("reading.html", session=_session(request), error=None, value="",
                             unit=self.config.patient.temperature_unit.value)
 
     async def _reading(self, request: web.Request) -> web.StreamResponse:
-        session: Session = request["session"]
+        session = _session(request)
         form = await request.post()
         text, unit = form.get("temperature"), form.get("unit")
         text = text if isinstance(text, str) else ""
@@ -559,10 +560,11 @@ class StatusPage:
         raise self._done(session, "ok", f"Thank you. {self._temperature(celsius)} is recorded.")
 
     async def _unwell_form(self, request: web.Request) -> web.Response:
-        return self._render("unwell.html", session=request["session"], symptoms=SYMPTOMS)
+        return self._render("unwell.html", session=_session(request), symptoms=SYMPTOMS,
+                            error=None)
 
     async def _unwell(self, request: web.Request) -> web.StreamResponse:
-        session: Session = request["session"]
+        session = _session(request)
         name = (await request.post()).get("symptom")
         symptom = SYMPTOM_BY_NAME.get(name) if isinstance(name, str) else None
         if symptom is None:
@@ -580,6 +582,12 @@ class StatusPage:
         raise self._done(session, "ok", (
             f"Thank you. {patient.care_team_name} has been told. Call them at "
             f"{patient.care_team_phone} now if you have not already."))
+
+
+def _session(request: web.Request) -> Session:
+    session = request[SESSION]
+    assert session is not None, "the auth middleware lets no request through without one"
+    return session
 
 
 @contextlib.asynccontextmanager
