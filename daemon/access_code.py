@@ -115,6 +115,11 @@ class AccessCode:
         finally:
             os.close(fd)
         os.replace(tmp, path)
+        owner = data_dir.stat()
+        if os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
+            # Run by root (sudo) in the service's own data directory: the daemon, not root,
+            # must be able to read the hash.
+            os.chown(path, owner.st_uid, owner.st_gid)
         return path
 
 

@@ -224,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scenario seconds per real second (default 120)")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the hub's log")
     demo.set_defaults(func=cmd_demo)
+
+    from daemon.access_code import add_command as add_access_code_command
+
+    add_access_code_command(sub)
     return parser
 
 
