@@ -368,8 +368,9 @@ class StatusPage:
         if reading is None:
             return {"value": None}
         age = max(0.0, (now - reading.observed_at).total_seconds())
-        value = (self._temperature(reading.value) if vital is Vital.TEMPERATURE
-                 else f"{reading.value:.0f} beats per minute")
+        # No-break spaces keep "38.6 °C" together when a narrow screen wraps the line.
+        value = (self._temperature(reading.value).replace(" °", "\u00a0°")
+                 if vital is Vital.TEMPERATURE else f"{reading.value:.0f} beats per minute")
         source = ("typed in by hand" if reading.device not in self.devices
                   else f"from {reading.device}")
         return {"value": value, "age": age_words(age), "stale": age > stale_after_s,
@@ -428,9 +429,9 @@ class StatusPage:
                             headers={"Cache-Control": "max-age=3600"})
 
     async def _status(self, request: web.Request) -> web.Response:
-        session = _session(request)
-        refresh = 0 if request.query.get("refresh") == "off" else self.settings.refresh_s
-        return self._render("status.html", session=session, refresh=refresh,
+        paused = request.query.get("refresh") == "off" and self.settings.refresh_s > 0
+        return self._render("status.html", session=_session(request),
+                            refresh=0 if paused else self.settings.refresh_s, paused=paused,
                             **self.status_view(self._clock()))
 
     def _anonymous(self, request: web.Request) -> Session:

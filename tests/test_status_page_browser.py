@@ -272,3 +272,84 @@ def test_readings_reach_the_page_and_off_body_ones_do_not(
     assert "Not connected. Alerts wait on the hub" in body
     warning = driver.find_element(By.CSS_SELECTOR, ".warning").text
     assert "The hub cannot sound its alarm" in warning and "No sound card found" in warning
+
+
+def test_the_page_refreshes_itself_until_the_patient_stops_it(
+        tmp_path: Path, clock: FakeClock) -> None:
+    page, _ = make_page(tmp_path, clock=clock, submit=Recorder(), refresh_s=30)
+    with PageServer(page) as srv:
+        client = RawClient(srv.url)
+        assert client.sign_in(CODE) == 303
+        status, body, headers = client.request("GET", "/")
+        assert status == 200
+        assert '<meta http-equiv="refresh" content="30">' in body
+        assert "updates itself every 30 seconds" in body
+        assert headers["Cache-Control"] == "no-store"
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        status, body, _ = client.request("GET", "/?refresh=off")
+        assert 'http-equiv="refresh"' not in body and "Updating is stopped" in body
+
+
+# WCAG relative luminance contrast of every visible text node against its effective background.
+CONTRAST_JS = """
+const lum = c => { const m = c.match(/[\\d.]+/g).map(Number);
+  const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(m[0]) + 0.7152 * f(m[1]) + 0.0722 * f(m[2]); };
+const bg = el => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
+  const m = c.match(/[\\d.]+/g); if (m && (m.length < 4 || Number(m[3]) > 0)) return c; }
+  return 'rgb(255, 255, 255)'; };
+const out = []; const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (w.nextNode()) { const t = w.currentNode; const el = t.parentElement;
+  if (!t.textContent.trim() || el.closest('svg') || !el.getClientRects().length) continue;
+  const a = lum(getComputedStyle(el).color), b = lum(bg(el));
+  out.push([t.textContent.trim().slice(0, 40), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]); }
+return out;
+"""
+
+
+@pytest.mark.parametrize("path", ["/", "/reading", "/unwell", "/login"])
+def test_every_text_meets_wcag_aa_contrast(driver: Any, server: PageServer, clock: FakeClock,
+                                           path: str) -> None:
+    def scene() -> None:
+        fever(server.page, server.page.config, clock.now)
+        server.page.set_sound_problem("No sound card found.")
+    server.call(scene)
+    sign_in(driver, server)
+    driver.get(server.url + "/?refresh=off")
+    click(driver, By.XPATH, "//button[text()='I have called my care team']")  # a flash, too
+    if path == "/login":
+        driver.delete_all_cookies()
+    driver.get(server.url + path)
+    texts = driver.execute_script(CONTRAST_JS)
+    assert len(texts) > 5
+    low = [(t, round(r, 2)) for t, r in texts if r < 4.5]
+    assert low == [], f"{path}: text below 4.5:1"
+
+
+UNLABELLED_JS = """
+const out = [];
+for (const el of document.querySelectorAll('input:not([type=hidden]), button, a, select, textarea')) {
+  let name = '';
+  if (el.matches('input, select, textarea')) {
+    const label = (el.id && document.querySelector(`label[for="${el.id}"]`)) || el.closest('label');
+    name = label ? label.textContent.trim() : (el.getAttribute('aria-label') || '');
+  } else {
+    name = (el.textContent || el.getAttribute('aria-label') || '').trim();
+  }
+  if (!name) out.push(el.outerHTML.slice(0, 80));
+}
+return out;
+"""
+
+
+@pytest.mark.parametrize("path", ["/", "/reading", "/unwell", "/login"])
+def test_every_control_has_a_name_for_screen_readers(driver: Any, server: PageServer,
+                                                     clock: FakeClock, path: str) -> None:
+    server.call(lambda: fever(server.page, server.page.config, clock.now))
+    sign_in(driver, server)
+    if path == "/login":
+        driver.delete_all_cookies()
+    driver.get(server.url + path)
+    assert driver.find_elements(By.CSS_SELECTOR, "button")
+    assert driver.execute_script(UNLABELLED_JS) == []
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,11 @@ class Recorder:
 
 
 def make_page(tmp: Path, *, clock: FakeClock, submit: Any, code: str | None = CODE,
-              **patient: Any) -> tuple[StatusPage, Config]:
+              refresh_s: int = 0, **patient: Any) -> tuple[StatusPage, Config]:
     config = hub_config(tmp / "data", 1883, patient=patient)
     if code is not None:
         AccessCode.from_code(code).save(config.hub.data_dir)
-    settings = StatusPageSettings(host="127.0.0.1", port=0, refresh_s=0)
-    from datetime import UTC
+    settings = StatusPageSettings(host="127.0.0.1", port=0, refresh_s=refresh_s)
     return StatusPage(config, settings, submit, clock=clock, tz=UTC), config
 
 
