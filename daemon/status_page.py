@@ -410,6 +410,8 @@ class StatusPage:
                            self.config.patient.temperature_unit == "F", self._tz)
         self.history.trim(now)
         return {
+            # No snapshot yet: the monitor has not said what is open, so nothing may look clear.
+            "starting": self.snapshot is None,
             "alerts": [self._alert_view(a) for a in alerts],
             "clinical_alerts": any(not a.kind.is_technical for a in alerts),
             "readings_current": current,
@@ -555,9 +557,19 @@ class StatusPage:
             log.info("status page: manual temperature rejected: %s", exc)
             return self._render("reading.html", status=400, session=session, error=str(exc),
                                 value=text[:12], unit=unit if unit in ("C", "F") else "C")
-        self._run(ManualReading(temperature_c=celsius, at=self._clock()))
-        log.info("status page: manual temperature reading entered")
+        out = self._run(ManualReading(temperature_c=celsius, at=self._clock()))
         log.debug("status page: manual temperature %.2f °C", celsius)
+        patient = self.config.patient
+        if not (out.readings or out.events):
+            # The monitor took nothing from it: never thank the patient for a reading that
+            # no rule will see.
+            log.error("status page: the monitor did not take the patient's thermometer reading")
+            raise self._done(session, "error", (
+                "The hub could not use this reading. If it is "
+                f"{self._temperature(self.config.thresholds.fever.threshold_c)} or higher, or "
+                f"you feel unwell, call {patient.care_team_name} at {patient.care_team_phone} "
+                "now."))
+        log.info("status page: manual temperature reading entered")
         raise self._done(session, "ok", f"Thank you. {self._temperature(celsius)} is recorded.")
 
     async def _unwell_form(self, request: web.Request) -> web.Response:
@@ -572,10 +584,19 @@ class StatusPage:
             log.warning("status page: unknown symptom name refused")
             return self._render("unwell.html", status=400, session=session, symptoms=SYMPTOMS,
                                 error="Choose one of the buttons.")
-        self._run(SymptomReport(symptom=symptom.name, at=self._clock()))
-        log.info("status page: symptom report entered")
+        out = self._run(SymptomReport(symptom=symptom.name, at=self._clock()))
         log.debug("status page: symptom %s", symptom.name)
         patient = self.config.patient
+        already_open = any(a.kind == "symptom_reported"
+                           for a in (self.snapshot.open if self.snapshot else []))
+        if not out.events and not already_open:
+            # No alert came of it, so nobody was told: the patient must not believe otherwise.
+            log.error("status page: the monitor raised no alert for the patient's symptom report")
+            first = (f"call {patient.emergency_number} now" if symptom.emergency else
+                     f"call {patient.care_team_name} at {patient.care_team_phone} now")
+            raise self._done(session, "emergency" if symptom.emergency else "error", (
+                f"{symptom.words}: {first}. The hub could not pass this on to your care team."))
+        log.info("status page: symptom report entered")
         if symptom.emergency:
             raise self._done(session, "emergency", (
                 f"{symptom.words}: call {patient.emergency_number} now. Your care team has "

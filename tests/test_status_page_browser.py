@@ -353,3 +353,46 @@ def test_every_control_has_a_name_for_screen_readers(driver: Any, server: PageSe
     assert driver.find_elements(By.CSS_SELECTOR, "button")
     assert driver.execute_script(UNLABELLED_JS) == []
     assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+
+
+def test_an_input_the_monitor_ignores_is_never_reported_as_passed_on(
+        tmp_path: Path, clock: FakeClock, driver: Any, caplog: pytest.LogCaptureFixture) -> None:
+    recorder = Recorder(silent=True)
+    page, _ = make_page(tmp_path, clock=clock, submit=recorder)
+    with PageServer(page) as srv:
+        sign_in(driver, srv)
+        driver.get(srv.url + "/unwell")
+        click(driver, By.XPATH, "//button[text()='Trouble breathing']")
+        flash = driver.find_element(By.CSS_SELECTOR, ".flash-emergency")
+        assert flash.get_attribute("role") == "alert"
+        assert "call 911 now. The hub could not pass this on to your care team." in flash.text
+        assert "has been told" not in flash.text
+        driver.get(srv.url + "/unwell")
+        click(driver, By.XPATH, "//button[text()='A new rash']")
+        flash = driver.find_element(By.CSS_SELECTOR, ".flash-error")
+        assert "call the CAR-T team at +1 555 0100 now" in flash.text
+        assert flash.find_element(By.CSS_SELECTOR, "a.call").get_attribute("href") == \
+            "tel:+15550100"
+        driver.get(srv.url + "/reading")
+        driver.find_element(By.ID, "temperature").send_keys("38.6")
+        click(driver, By.XPATH, "//button[text()='Send the reading']")
+        flash = driver.find_element(By.CSS_SELECTOR, ".flash-error")
+        assert "could not use this reading" in flash.text and "is recorded" not in flash.text
+        assert [type(i).__name__ for i in recorder.inputs] == [
+            "SymptomReport", "SymptomReport", "ManualReading"]
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert sum("raised no alert" in e for e in errors) == 2
+        assert sum("did not take the patient's thermometer reading" in e for e in errors) == 1
+
+
+def test_before_the_first_snapshot_nothing_looks_clear(
+        driver: Any, server: PageServer, clock: FakeClock) -> None:
+    from daemon.monitor import MonitorOutput
+    # Until the shell hands over the first snapshot the page cannot know what is open.
+    sign_in(driver, server)
+    assert driver.find_element(By.CSS_SELECTOR, ".unknown h2").text == "The hub is starting"
+    assert not driver.find_elements(By.CSS_SELECTOR, ".clear")
+    server.call(lambda: server.page.on_output(MonitorOutput(),
+                                              empty_snapshot(server.page.config, clock.now)))
+    driver.get(server.url + "/")
+    assert "no current temperature" in driver.find_element(By.CSS_SELECTOR, ".unknown h2").text

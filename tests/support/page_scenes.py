@@ -13,7 +13,7 @@ from typing import Any
 from daemon.access_code import AccessCode
 from daemon.alerts import AlertKind, AlertState, Severity
 from daemon.config import Config
-from daemon.monitor import Acknowledgement, MonitorOutput
+from daemon.monitor import Acknowledgement, ManualReading, MonitorOutput, SymptomReport
 from daemon.patient_messages import CareContact, patient_message
 from daemon.payloads import AckResponse, AlertEvent, AlertStateSnapshot, DeviceStatus, OpenAlert
 from daemon.readings import Reading, Vital
@@ -25,14 +25,30 @@ CODE = "1234-5678-9012"
 
 @dataclass
 class Recorder:
-    """What the page handed to the monitor, in order."""
+    """What the page handed to the monitor, in order. It answers the way the monitor does: an
+    accepted ack, the manual reading as a Reading (device ``manual``), a ``symptom_reported``
+    alert event for a symptom; ``silent=True`` answers nothing (an input the monitor ignores)."""
 
     inputs: list[Any] = field(default_factory=list)
+    silent: bool = False
 
     def __call__(self, inp: Any) -> MonitorOutput:
         self.inputs.append(inp)
+        if self.silent:
+            return MonitorOutput()
         if isinstance(inp, Acknowledgement):
             return MonitorOutput(ack=AckResponse(alert_id=inp.alert_id, accepted=True))
+        if isinstance(inp, ManualReading):
+            return MonitorOutput(readings=[Reading("manual", Vital.TEMPERATURE,
+                                                   inp.temperature_c, inp.at)])
+        if isinstance(inp, SymptomReport):
+            # model_construct: AlertKind has no symptom_reported member yet (it comes with the
+            # monitor's symptom rule); the page reads the kind as text.
+            event = AlertEvent.model_construct(
+                event_id=str(uuid.uuid4()), alert_id=str(uuid.uuid4()), kind="symptom_reported",
+                state=AlertState.RAISED, severity=Severity.EMERGENCY, technical=False,
+                event_at=inp.at, patient_message="")
+            return MonitorOutput(events=[event])
         return MonitorOutput()
 
 
