@@ -75,6 +75,10 @@ def test_missing_or_broken_code_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / ACCESS_FILE).write_text(json.dumps({"kdf": "md5", "salt": "", "hash": ""}))
     with pytest.raises(AccessCodeMissing, match="unknown kdf"):
         AccessCode.load(tmp_path)
+    weak = json.loads(AccessCode.from_code("1").to_json()) | {"iterations": 1000}
+    (tmp_path / ACCESS_FILE).write_text(json.dumps(weak))
+    with pytest.raises(AccessCodeMissing, match="too weak"):
+        AccessCode.load(tmp_path)
 
 
 def _config_file(tmp_path: Path) -> Path:
