@@ -34,6 +34,7 @@ from daemon.config import Config, DeviceSettings
 from daemon.decoding import DecodeError, NoReading, decode
 from daemon.escalation import TrackedAlert, acknowledge, due_escalations, track
 from daemon.patient_messages import CareContact, patient_message
+from daemon.patient_reports import SYMPTOM_BY_NAME
 from daemon.payloads import (
     AckResponse,
     AlertEvent,
@@ -46,6 +47,7 @@ from daemon.profiles import DeviceProfile
 from daemon.reading_policy import device_value_readings, measurement_readings, site_offset_c
 from daemon.readings import Reading, Vital
 from daemon.rules import ClinicalRules
+from daemon.symptoms import SymptomReports, UnknownSymptom
 from daemon.technical_alarms import TechnicalAlarms
 
 log = logging.getLogger(__name__)
@@ -276,6 +278,7 @@ class Monitor:
         self.clinical = ClinicalRules(config.thresholds, new_id=new_id)
         self.technical = TechnicalAlarms(config.thresholds.stale, config.thresholds.hub,
                                          new_id=new_id)
+        self.symptoms = SymptomReports(new_id=new_id)
         # Escalation state of each open alert, keyed by alert_id; the alert itself is in the
         # engines' books (pruned on CLEARED).
         self._tracked: dict[str, TrackedAlert] = {}
@@ -305,7 +308,8 @@ class Monitor:
             case DeviceReading():
                 self._device_reading(inp, t, out)
             case Tick():
-                self._transitions(self.clinical.tick(t) + self.technical.tick(t), t, out)
+                self._transitions(self.clinical.tick(t) + self.technical.tick(t)
+                                  + self.symptoms.tick(t), t, out)
                 self._escalate(t, out)
             case ConnectionChange():
                 self._connection(inp, t, out)
@@ -327,9 +331,15 @@ class Monitor:
                 self._acknowledge(inp, t, out)
             case Start():
                 self._start(t, out)
-            case ManualReading() | SymptomReport():
-                # Accepted inputs whose rules arrive with the rules and patient-page work; until
-                # then they are counted, never silently dropped.
+            case SymptomReport():
+                try:
+                    self._transitions(self.symptoms.report(inp.symptom, t), t, out)
+                except UnknownSymptom:
+                    self.counters.by_reason["unknown symptom"] += 1
+                    log.warning("refused a report of an unknown symptom")
+            case ManualReading():
+                # Accepted input whose rule arrives with the rules work; until then it is
+                # counted, never silently dropped.
                 self.counters.unsupported += 1
                 log.warning("%s is not handled by this version of the rules",
                             type(inp).__name__)
@@ -346,7 +356,8 @@ class Monitor:
 
     def open_alerts(self) -> list[TrackedAlert]:
         """Every open alert with its escalation state, oldest first."""
-        current = self.clinical.open_alerts() + self.technical.open_alerts()
+        current = (self.clinical.open_alerts() + self.symptoms.open_alerts()
+                   + self.technical.open_alerts())
         alerts = []
         for transition in current:
             tracked = self._tracked.get(transition.alert_id)
@@ -420,6 +431,7 @@ class Monitor:
                 event.event_at if event.acknowledged_by else None)
             (technical if event.kind.is_technical else clinical).append(transition)
         self.clinical.restore(clinical)
+        self.symptoms.restore(clinical)
         self.technical.restore(technical)
         return len(self._tracked)
 
@@ -541,6 +553,8 @@ class Monitor:
         for transition in transitions:
             previous = self._tracked.get(transition.alert_id)
             updated = track(previous, transition, t)
+            if updated is not None and previous is None and _care_team_at_once(transition):
+                updated = replace(updated, tier=Tier.CARE_TEAM)
             if updated is None:
                 self._tracked.pop(transition.alert_id, None)
             else:
@@ -587,6 +601,16 @@ class Monitor:
         )
 
     def _message(self, kind: AlertKind, state: AlertState, value: float | None) -> str:
+        symptoms = [(SYMPTOM_BY_NAME[n].words, SYMPTOM_BY_NAME[n].emergency)
+                    for n in self.symptoms.reported()] if kind is AlertKind.SYMPTOM_REPORTED \
+            else []
         return patient_message(kind, state, value, self.contact,
-                               heart_rate_threshold_bpm=self._hr_threshold)
+                               heart_rate_threshold_bpm=self._hr_threshold, symptoms=symptoms)
+
+
+def _care_team_at_once(transition: AlertTransition) -> bool:
+    """Emergency signs and what the patient reports go to the care team with no patient-tier
+    wait: the patient is already told to call, and the team must know now."""
+    return (transition.severity is Severity.EMERGENCY
+            or transition.kind is AlertKind.SYMPTOM_REPORTED)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from daemon.alerts import AlertKind, AlertState
+from daemon.alerts import AlertKind, AlertState, Severity
 from daemon.decoding import CHARACTERISTICS
 from daemon.encoding import encode_heart_rate, encode_temperature
 from daemon.monitor import (
@@ -21,6 +21,7 @@ from daemon.monitor import (
     Monitor,
     MonitorOutput,
     Start,
+    SymptomReport,
     Tick,
 )
 from daemon.payloads import AlertEvent, Tier
@@ -172,3 +173,24 @@ def test_connection_changes_give_device_status_without_a_mac(tmp_path: Path) -> 
     out: MonitorOutput = m.handle(ConnectionChange("chest-strap", True, T0))
     assert [(d.device, d.connected) for d in out.devices] == [("chest-strap", True)]
     assert "AA:BB" not in out.devices[0].model_dump_json()
+
+
+def test_a_symptom_report_goes_to_the_care_team_at_once_and_worsens_to_emergency(
+        tmp_path: Path) -> None:
+    m = monitor(tmp_path)
+    m.handle(Start(T0))
+    first = m.handle(SymptomReport("chills", T0)).events
+    assert [(e.kind, e.state, e.severity, e.tier) for e in first] == [
+        (AlertKind.SYMPTOM_REPORTED, AlertState.RAISED, Severity.HIGH, Tier.CARE_TEAM)]
+    assert first[0].patient_message.startswith("You reported: Chills or shaking. The hub has told")
+    assert "Call the CAR-T team now at +1 555 0100" in first[0].patient_message
+    worse = m.handle(SymptomReport("trouble_breathing", T0 + timedelta(minutes=5))).events
+    assert [(e.state, e.severity, e.alert_id) for e in worse] == [
+        (AlertState.SEVERITY_CHANGED, Severity.EMERGENCY, first[0].alert_id)]
+    assert "Call 911 now" in worse[0].patient_message
+    assert not m.handle(SymptomReport("no_such_symptom", T0)).events
+    assert m.counters.by_reason["unknown symptom"] == 1
+    assert not m.handle(Tick(T0 + timedelta(hours=12))).events  # held 12 h after the last
+    cleared = m.handle(Tick(T0 + timedelta(hours=12, minutes=5))).events
+    assert [(e.kind, e.state) for e in cleared] == [
+        (AlertKind.SYMPTOM_REPORTED, AlertState.CLEARED)]

@@ -30,13 +30,6 @@ pytestmark = pytest.mark.integration
 TEMP = CHARACTERISTICS["temperature_measurement"]
 FEVER = "//article[h2='Alert: fever']"
 
-# The monitor accepts these inputs but counts them as unsupported until the rules for them land
-# (daemon/monitor.py: "case ManualReading() | SymptomReport()"). Strict: once they work these
-# tests pass, the xfail fails the run, and the marker must go.
-NOT_YET_IN_MONITOR = pytest.mark.xfail(
-    strict=True, reason="the monitor does not yet turn ManualReading/SymptomReport into alerts")
-
-
 class HubWithPage:
     def __init__(self, mosquitto: Mosquitto, tmp_path: Path) -> None:
         self.clock = FakeClock()
@@ -141,7 +134,7 @@ def test_fever_alert_shown_and_i_have_called_reaches_the_care_team(
         assert acked["acknowledged_by"] == "patient"
 
 
-@NOT_YET_IN_MONITOR
+@pytest.mark.xfail(strict=True, reason="ManualReading lands with the rules work (issue 10)")
 def test_a_manual_reading_of_38_6_raises_a_fever_alert(
         hub_page: HubWithPage, mosquitto: Mosquitto, driver: Any) -> None:
     with Subscriber(mosquitto.port) as care_team:
@@ -157,7 +150,6 @@ def test_a_manual_reading_of_38_6_raises_a_fever_alert(
         assert driver.find_element(By.CSS_SELECTOR, "article.alert h2").text == "Alert: fever"
 
 
-@NOT_YET_IN_MONITOR
 def test_reporting_trouble_breathing_raises_an_emergency_alert(
         hub_page: HubWithPage, mosquitto: Mosquitto, driver: Any) -> None:
     with Subscriber(mosquitto.port) as care_team:
