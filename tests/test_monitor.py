@@ -190,7 +190,7 @@ def test_a_symptom_report_goes_to_the_care_team_at_once_and_worsens_to_emergency
     assert "Call 911 now" in worse[0].patient_message
     assert not m.handle(SymptomReport("no_such_symptom", T0)).events
     assert m.counters.by_reason["unknown symptom"] == 1
-    assert not m.handle(Tick(T0 + timedelta(hours=12))).events  # held 12 h after the last
-    cleared = m.handle(Tick(T0 + timedelta(hours=12, minutes=5))).events
+    assert not clinical(m.handle(Tick(T0 + timedelta(hours=12))).events)  # held 12 h
+    cleared = clinical(m.handle(Tick(T0 + timedelta(hours=12, minutes=5))).events)
     assert [(e.kind, e.state) for e in cleared] == [
         (AlertKind.SYMPTOM_REPORTED, AlertState.CLEARED)]
