@@ -108,6 +108,7 @@ def config(data_dir: Path, port: int) -> Config:
                                  "confirm_min_span_s": 0, "clear_hold_s": STEP_S}},
         "escalation": {"enabled": False},
         "vitals": {"publish": False},
+        "status_page": {"host": "127.0.0.1", "port": 0},  # the page is a sink: it is measured
     })
 
 

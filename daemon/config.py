@@ -29,6 +29,7 @@ from pydantic import (
 from daemon.alerts import Severity
 from daemon.profiles import DeviceProfile, ProfileError, load_profiles
 from daemon.readings import Vital
+from daemon.status_page_settings import StatusPageSettings
 from daemon.thresholds import Thresholds
 
 _PSEUDONYM = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -198,6 +199,7 @@ class Config(_Section):
     vitals: VitalsSettings = VitalsSettings()
     storage: StorageSettings = StorageSettings()
     home_assistant: HomeAssistantSettings = HomeAssistantSettings()
+    status_page: StatusPageSettings = StatusPageSettings()
     # Where device profiles live; None = the ones shipped with crs-hub.
     device_profiles_dir: Path | None = None
 

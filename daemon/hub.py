@@ -125,6 +125,8 @@ class Hub:
                                    wall_clock=wall_clock)
         self.telemetry = BestEffortTelemetry(self.link)
         self.sinks: list[Sink] = [self.delivery]
+        # Told when the broker link comes and goes (the status page shows it).
+        self.link_listeners: list[Callable[[bool], None]] = []
         self.scheduler: AsyncIOScheduler | None = None
 
     # --- read-only views (tests, systemd status, the status page) ----------------------------
@@ -296,10 +298,14 @@ class Hub:
         if self.scheduler is None:
             return  # our own shutdown, not an outage
         self.submit(BrokerLink(False, self.clock(), self._mono()))
+        for listener in self.link_listeners:
+            listener(False)
 
     def _on_mqtt_connected(self) -> None:
         now = self.clock()
         self.submit(BrokerLink(True, now, self._mono()))
+        for listener in self.link_listeners:
+            listener(True)
         self.telemetry.publish(self.topics.hub_status, self._status_payload("online", now),
                                qos=1, retain=True)
         # The retained state must be right after any outage, even with nothing open.

@@ -15,11 +15,16 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from daemon.bluetooth import BluetoothManager, SessionSpec
 from daemon.config import Config
 from daemon.hub import Hub, system_clock
+from daemon.monitor import MonitorOutput
 from daemon.sd_notify import Notifier
+
+if TYPE_CHECKING:
+    from daemon.status_page import StatusPage
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,22 @@ def session_specs(hub: Hub) -> list[SessionSpec]:
                                  adapter=hub.config.hub.adapter)
         for device_id, state in hub.devices.items()
     ]
+
+
+async def start_status_page(hub: Hub) -> StatusPage:
+    """The patient's page as a sink of the hub (imported here, so aiohttp's memory is paid only
+    when the page is on). It starts with the alerts restored from the journal."""
+    from daemon.status_page import StatusPage
+
+    page = StatusPage(hub.config, hub.config.status_page, hub.submit, clock=hub.clock)
+    page.load_history(hub.store.path)
+    hub.add_sink(page)
+    hub.link_listeners.append(page.set_link)
+    page.set_link(hub.link.connected)
+    page.on_output(MonitorOutput(), hub.monitor.snapshot(hub.clock()))
+    await page.start()
+    log.info("status page at %s", page.url)
+    return page
 
 
 def status_line(hub: Hub, bluetooth: BluetoothManager | None) -> str:
@@ -65,6 +86,7 @@ async def run_service(
     hub = Hub(config, clock=clock, tick_interval_s=tick_interval_s,
               heartbeat_interval_s=heartbeat_interval_s)
     await hub.start()
+    page = await start_status_page(hub) if config.status_page.enabled else None
     notifier.status("connecting to the MQTT broker")
     if not await hub.wait_connected(mqtt_wait_s):
         log.error("MQTT broker %s:%s unreachable; alerts wait in the outbox",
@@ -98,6 +120,8 @@ async def run_service(
         notifier.stopping()
         if bluetooth is not None:
             await bluetooth.stop()
+        if page is not None:
+            await page.stop()
         await hub.stop()
         notifier.close()
     return 0
