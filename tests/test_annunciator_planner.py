@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import time
 
 import pytest
 from hypothesis import example, given, settings
@@ -20,23 +20,12 @@ from daemon.annunciator import (
     quietable,
 )
 from daemon.payloads import AlertEvent, AlertStateSnapshot, OpenAlert
+from tests.support.alert_events import T0, alert_event
 
-T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 NOON = time(12, 0)
 NIGHT = time(23, 30)
 QUIET = AnnunciatorSettings(quiet_period=QuietPeriod(start=time(22, 0), end=time(7, 0)))
-
-
-def event(alert_id: str, state: AlertState, severity: Severity = Severity.HIGH, *,
-          technical: bool = False, message: str = "Call your care team.",
-          acknowledged_by: str | None = None) -> AlertEvent:
-    kind = AlertKind.NO_DATA if technical else AlertKind.FEVER
-    return AlertEvent(
-        event_id=f"{alert_id}-{state}", alert_id=alert_id, hub_id="hub-1", patient_id="p-1",
-        kind=kind, state=state, severity=severity, value=None, unit="", threshold=None,
-        observed_at=T0, raised_at=T0, event_at=T0, device=None, patient_message=message,
-        acknowledged_by=acknowledged_by, technical=technical,
-    )
+event = alert_event
 
 
 def snapshot(*alerts: OpenAlert) -> AlertStateSnapshot:

@@ -166,8 +166,11 @@ class Annunciator:
                     continue
                 wake_at = [t for t in (decision.next_at, self._probe_due()) if t is not None]
                 timeout = max(0.0, min(wake_at) - now) if wake_at else None
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that arrives as the wake-up does, and stop() would hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
         finally:
             if self._own_work_dir and self._work_dir is not None:
                 shutil.rmtree(self._work_dir, ignore_errors=True)
@@ -366,7 +369,8 @@ async def _run(argv: list[str], *, timeout_s: float) -> tuple[int, str, str] | N
     except FileNotFoundError:
         return None
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            stdout, stderr = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -27,6 +27,10 @@ PAUSE_BEFORE_SPEECH_S = 0.4
 # Harmonics make a pulse easier to hear over noise and to locate than a pure sine.
 _HARMONICS = ((1, 1.0), (2, 0.5), (3, 0.33), (4, 0.25))
 _RAMP_S = 0.015  # attack and release: no clicks
+# The summed harmonics' own peak, so that a pulse reaches the requested level.
+_HARMONIC_PEAK = max(
+    abs(sum(w * math.sin(h * 2 * math.pi * k / 4096) for h, w in _HARMONICS)) for k in range(4096)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +64,7 @@ def pattern_duration_s(pattern: Pattern) -> float:
 def render(pattern: Pattern, volume_percent: int) -> bytes:
     """16-bit little-endian mono PCM of ``pattern`` at ``volume_percent`` of full scale."""
     peak = 32767 * 0.9 * volume_percent / 100
-    norm = sum(weight for _, weight in _HARMONICS)
+    norm = _HARMONIC_PEAK
     samples = array("h")
     for pulse in PATTERNS[pattern]:
         n = round(pulse.duration_s * SAMPLE_RATE)
@@ -89,9 +93,9 @@ def _little_endian(samples: array[int]) -> bytes:
 
 
 # --- speech ---------------------------------------------------------------------------------
-_UNITS = (("°C", " degrees Celsius"), ("°F", " degrees Fahrenheit"))
+_UNITS = ((re.compile(r"\s*°C"), " degrees Celsius"), (re.compile(r"\s*°F"), " degrees Fahrenheit"))
 # A phone-like run: at least five digits with spaces, dashes, dots or brackets between them.
-_PHONE_LIKE = re.compile(r"\+?\d[\d ().-]{3,}\d")
+_PHONE_LIKE = re.compile(r"\+?\(?\d[\d ().-]{3,}\d")
 
 
 def _digits_spoken(number: str) -> str:
@@ -109,7 +113,7 @@ def spoken_text(message: str, numbers: tuple[str, ...] = ()) -> str:
     """
     text = message
     for symbol, words in _UNITS:
-        text = text.replace(symbol, words)
+        text = symbol.sub(words, text)
     for number in sorted(numbers, key=len, reverse=True):
         if number.strip():
             text = re.sub(rf"(?<![\d.]){re.escape(number.strip())}(?![\d])",
