@@ -20,6 +20,9 @@ fi
 missing=()
 have mosquitto || missing+=(mosquitto)
 have dbus-daemon || missing+=(dbus-daemon)
+# The hub's own alarm: espeak-ng speaks the message, aplay (alsa-utils) plays it.
+have espeak-ng || missing+=(espeak-ng)
+have aplay || missing+=(alsa-utils)
 if [ "$extra" = "test" ]; then
     have mosquitto_passwd || missing+=(mosquitto-clients)
     have shellcheck || missing+=(shellcheck)
@@ -28,6 +31,8 @@ if [ "$extra" = "test" ]; then
     # The status page's browser tests: Debian's own chromium and its driver, never a download.
     have chromium || missing+=(chromium)
     have chromedriver || missing+=(chromium-driver)
+    # The annunciator's tests measure the WAV files it writes (length, loudness).
+    have sox || missing+=(sox)
 fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then

@@ -112,7 +112,7 @@ class Annunciator:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tones: dict[Pattern, bytes] = {}
-        self._speech: OrderedDict[str, bytes] = OrderedDict()
+        self._speech: OrderedDict[str, Path] = OrderedDict()
         self._seq = 0
         self._next_probe: float | None = None
 
@@ -218,14 +218,11 @@ class Annunciator:
         return f"the hub cannot sound alarms: {reason}"
 
     async def _announce(self, announcement: Announcement) -> None:
-        speech = await self._speak(announcement.message) if self.settings.speak else b""
+        speech = await self._speak(announcement.message) if self.settings.speak else None
         if self.planner.selected(self._local()) != announcement.alert_id:
             return  # confirmed or outranked while the speech was being made
-        frames = self._tones[announcement.pattern]
-        if speech:
-            frames += silence(PAUSE_BEFORE_SPEECH_S) + speech
         wav = self._dir / "announcement.wav"
-        _write_wav(wav, frames)
+        duration = _write_announcement(wav, self._tones[announcement.pattern], speech)
         self._seq += 1
         out: Path | None = None
         device = self.settings.alsa_device
@@ -238,7 +235,6 @@ class Annunciator:
         started = self._mono()
         self.sounding = announcement.alert_id
         try:
-            duration = len(frames) / (SAMPLE_RATE * SAMPLE_WIDTH)
             ok, reason = await self._aplay(wav, device, timeout_s=duration + _PLAY_MARGIN_S,
                                            alert_id=announcement.alert_id)
         finally:
@@ -260,46 +256,53 @@ class Annunciator:
             self._set_problem("output", await self._explain(reason))
             self._next_probe = self._mono() + self._probe_interval_s
 
-    async def _speak(self, message: str) -> bytes:
-        """The spoken message as PCM frames (cached); b"" when espeak-ng cannot make it."""
+    async def _speak(self, message: str) -> Path | None:
+        """The spoken message as a WAV file (cached on disk, not in memory: a 20 s message is
+        close to 1 MB); None when espeak-ng cannot make it."""
         text = spoken_text(message, self._spell).lstrip("- ")
         settings = self.settings
         key = hashlib.sha256(
             f"{settings.voice}|{settings.words_per_minute}|{settings.espeak_amplitude}|{text}"
             .encode()).hexdigest()[:20]
-        cached = self._speech.get(key)
-        if cached is not None:
+        path = self._dir / f"speech-{key}.wav"
+        if key in self._speech and path.exists():
             self._speech.move_to_end(key)
-            return cached
-        path = self._dir / "speech.wav"
+            return path
         path.unlink(missing_ok=True)
         result = await _run(["espeak-ng", "-v", settings.voice, "-s",
                              str(settings.words_per_minute), "-a",
                              str(settings.espeak_amplitude), "-w", str(path), text],
                             timeout_s=_SPEECH_TIMEOUT_S)
         if result is None:
-            return self._speech_failed("espeak-ng is not installed")
+            self._speech_failed("espeak-ng is not installed")
+            return None
         rc, _, stderr = result
         if rc != 0 or not path.exists():
-            return self._speech_failed(f"espeak-ng failed ({_last_line(stderr) or f'exit {rc}'})")
+            self._speech_failed(f"espeak-ng failed ({_last_line(stderr) or f'exit {rc}'})")
+            return None
         try:
             with wave.open(str(path), "rb") as w:
                 params = (w.getnchannels(), w.getsampwidth(), w.getframerate())
-                frames = w.readframes(w.getnframes())
+                frames = w.getnframes()
         except (wave.Error, EOFError) as exc:
-            return self._speech_failed(f"espeak-ng wrote an unreadable WAV ({exc})")
+            self._speech_failed(f"espeak-ng wrote an unreadable WAV ({exc})")
+            return None
         if params != (CHANNELS, SAMPLE_WIDTH, SAMPLE_RATE):
-            return self._speech_failed(f"espeak-ng speech format {params} is not 22050 Hz mono")
+            self._speech_failed(f"espeak-ng speech format {params} is not 22050 Hz mono")
+            return None
+        if frames == 0:
+            self._speech_failed("espeak-ng wrote no speech")
+            return None
         self._set_problem("speech", None)
-        self._speech[key] = frames
+        self._speech[key] = path
         while len(self._speech) > _SPEECH_CACHE:
-            self._speech.popitem(last=False)
-        return frames
+            _, old = self._speech.popitem(last=False)
+            old.unlink(missing_ok=True)
+        return path
 
-    def _speech_failed(self, reason: str) -> bytes:
+    def _speech_failed(self, reason: str) -> None:
         log.error("cannot speak the alert message: %s", reason)
         self._set_problem("speech", f"{reason}: alarms sound without the spoken message")
-        return b""
 
     async def _aplay(self, wav: Path, device: str | None, *, timeout_s: float,
                      alert_id: str | None) -> tuple[bool, str]:
@@ -381,6 +384,21 @@ async def _run(argv: list[str], *, timeout_s: float) -> tuple[int, str, str] | N
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else ""
+
+
+def _write_announcement(path: Path, tone: bytes, speech: Path | None) -> float:
+    """Tone, a pause, then the speech, as one WAV (one aplay, nothing between them); seconds."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(CHANNELS)
+        out.setsampwidth(SAMPLE_WIDTH)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(tone)
+        if speech is not None:
+            out.writeframes(silence(PAUSE_BEFORE_SPEECH_S))
+            with wave.open(str(speech), "rb") as spoken:
+                while chunk := spoken.readframes(SAMPLE_RATE):
+                    out.writeframes(chunk)
+        return out.getnframes() / SAMPLE_RATE
 
 
 def _write_wav(path: Path, frames: bytes) -> None:
