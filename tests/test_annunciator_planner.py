@@ -340,3 +340,16 @@ def test_nothing_plays_after_acknowledgement_or_clear(
     for t in (now, now + 1e3, now + 1e6):
         assert planner.decide(t, NOON).play is None
         assert planner.decide(t, NIGHT).play is None
+
+
+def test_the_documented_configuration_parses() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "sounds.md").read_text()
+    (block,) = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    settings = AnnunciatorSettings.model_validate(tomllib.loads(block)["annunciator"])
+    assert settings.quiet_period == QuietPeriod(start=time(22, 0), end=time(7, 0))
+    assert settings.repeat_s.emergency == 5.0 and settings.repeat_s.technical == 300.0
+    assert settings == AnnunciatorSettings(quiet_period=QuietPeriod())  # documents the defaults

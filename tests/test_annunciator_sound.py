@@ -327,3 +327,18 @@ def test_without_espeak_ng_the_tone_still_sounds_and_the_problem_is_reported(
     wav = heard(annunciator)[0]
     assert duration_s(wav) == pytest.approx(pattern_duration_s(Pattern.HIGH), abs=0.1)
     assert stat(wav)["peak"] > 0.6
+
+
+def test_sound_check_plays_every_sound_once(tmp_path: Path) -> None:
+    from daemon.annunciator.check import sound_check
+
+    out = tmp_path / "heard"
+    problems = asyncio.run(sound_check(AnnunciatorSettings(wav_dir=out), list(Pattern),
+                                       work_dir=tmp_path / "work"))
+    assert problems == []
+    names = [p.name for p in wavs(out)]
+    assert names == ["0001-high-check-high.wav", "0002-medium-check-medium.wav",
+                     "0003-low-check-low.wav", "0004-technical-check-technical.wav"]
+    for wav, pattern in zip(wavs(out), Pattern, strict=True):
+        assert duration_s(wav) > pattern_duration_s(pattern) + 1.5  # tone, then the sentence
+        assert stat(wav, pattern_duration_s(pattern) + PAUSE_BEFORE_SPEECH_S)["rms"] > 0.03
