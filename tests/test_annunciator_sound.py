@@ -342,3 +342,26 @@ def test_sound_check_plays_every_sound_once(tmp_path: Path) -> None:
     for wav, pattern in zip(wavs(out), Pattern, strict=True):
         assert duration_s(wav) > pattern_duration_s(pattern) + 1.5  # tone, then the sentence
         assert stat(wav, pattern_duration_s(pattern) + PAUSE_BEFORE_SPEECH_S)["rms"] > 0.03
+
+
+def test_a_disk_error_is_reported_and_the_alarm_retried_not_lost(tmp_path: Path) -> None:
+    out, work = tmp_path / "heard", tmp_path / "work"
+    problems: list[str | None] = []
+    annunciator = Annunciator(AnnunciatorSettings(wav_dir=out, speak=False,
+                                                  repeat_s={"high": 0.2}),
+                              on_problem=problems.append, work_dir=work)
+    feed = AlertFeed()
+
+    async def scenario() -> None:
+        annunciator.start()
+        await until(lambda: (work / "probe.wav").exists(), "the work directory")
+        (work / "announcement.wav").mkdir()  # the announcement cannot be written
+        annunciator.on_output(*feed.output(alert_event("fever-1", AlertState.RAISED)))
+        await until(lambda: bool(problems), "the problem report")
+        (work / "announcement.wav").rmdir()
+        await until(lambda: len(heard(annunciator, "fever-1")) >= 1, "the alarm heard")
+        await annunciator.stop()
+
+    run(scenario)
+    assert problems[0] is not None and "Is a directory" in problems[0]
+    assert problems[-1] is None

@@ -138,6 +138,16 @@ class Annunciator:
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="annunciator")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        # The player must never end quietly: an unexpected end is a problem like no speaker.
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("the annunciator stopped", exc_info=exc)
+        self._set_problem("player", f"the annunciator stopped ({exc!r}): the hub cannot sound "
+                                    "alarms")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -152,13 +162,25 @@ class Annunciator:
             return
         try:
             self._prepare()
+            # Pure-Python synthesis takes about 0.1 s here, several times that on a Pi: not on
+            # the event loop's thread.
+            volume = self.settings.volume_percent
+            for pattern in Pattern:
+                self._tones[pattern] = await asyncio.to_thread(render, pattern, volume)
             await self._probe()
             while True:
                 self._wake.clear()
                 now = self._mono()
                 decision = self.planner.decide(now, self._local())
                 if decision.play is not None:
-                    await self._announce(decision.play)
+                    try:
+                        await self._announce(decision.play)
+                    except OSError as exc:
+                        # A full or read-only disk: report it and try again at the next repeat
+                        # rather than let the alarm die.
+                        log.exception("could not prepare alert %s", decision.play.alert_id)
+                        self._set_problem("output", f"the hub cannot sound alarms: {exc}")
+                        self.planner.finished(decision.play.alert_id, self._mono())
                     continue
                 if self._problems.get("output") and self._next_probe is not None \
                         and now >= self._next_probe:
@@ -186,8 +208,6 @@ class Annunciator:
         self._work_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.wav_dir is not None:
             self.settings.wav_dir.mkdir(parents=True, exist_ok=True)
-        for pattern in Pattern:
-            self._tones[pattern] = render(pattern, self.settings.volume_percent)
         _write_wav(self._dir / "probe.wav", silence(0.05))
 
     @property
@@ -388,7 +408,9 @@ def _last_line(text: str) -> str:
 
 def _write_announcement(path: Path, tone: bytes, speech: Path | None) -> float:
     """Tone, a pause, then the speech, as one WAV (one aplay, nothing between them); seconds."""
-    with wave.open(str(path), "wb") as out:
+    # The file is opened first: wave.open(str) on an unwritable path leaves a half-made
+    # Wave_write whose __del__ raises.
+    with path.open("wb") as file, wave.open(file, "wb") as out:
         out.setnchannels(CHANNELS)
         out.setsampwidth(SAMPLE_WIDTH)
         out.setframerate(SAMPLE_RATE)
@@ -402,7 +424,7 @@ def _write_announcement(path: Path, tone: bytes, speech: Path | None) -> float:
 
 
 def _write_wav(path: Path, frames: bytes) -> None:
-    with wave.open(str(path), "wb") as w:
+    with path.open("wb") as file, wave.open(file, "wb") as w:
         w.setnchannels(CHANNELS)
         w.setsampwidth(SAMPLE_WIDTH)
         w.setframerate(SAMPLE_RATE)
