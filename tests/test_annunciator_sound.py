@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from daemon.alerts import AlertState, Severity
-from daemon.annunciator import Annunciator, AnnunciatorSettings, Pattern
+from daemon.annunciator import AnnunciatorSettings, Pattern
+from daemon.annunciator.player import Annunciator
 from daemon.annunciator.tones import PAUSE_BEFORE_SPEECH_S, pattern_duration_s, spoken_text
 from tests.support.alert_events import AlertFeed, alert_event
 from tests.support.requirements import integration_required, require_binary
@@ -365,3 +366,76 @@ def test_a_disk_error_is_reported_and_the_alarm_retried_not_lost(tmp_path: Path)
     run(scenario)
     assert problems[0] is not None and "Is a directory" in problems[0]
     assert problems[-1] is None
+
+
+def test_with_the_real_monitor_fever_then_emergency_then_patient_confirms(tmp_path: Path) -> None:
+    """The sink fed by daemon.monitor: its MonitorOutput and snapshot, its messages, its acks."""
+    from datetime import timedelta
+
+    from daemon.decoding import CHARACTERISTICS
+    from daemon.encoding import encode_temperature
+    from daemon.monitor import (
+        Acknowledgement,
+        BrokerLink,
+        GattPayload,
+        Monitor,
+        Start,
+        SymptomReport,
+        Tick,
+    )
+    from daemon.profiles import load_profiles
+    from tests.support.hubs import T0, hub_config
+
+    temperature = CHARACTERISTICS["temperature_measurement"]
+    config = hub_config(tmp_path / "data", 1883)
+    monitor = Monitor(config, load_profiles())
+    out = tmp_path / "heard"
+    annunciator = Annunciator(
+        AnnunciatorSettings(wav_dir=out, repeat_s={"high": 0.2, "emergency": 0.2}),
+        on_problem=lambda _: None, work_dir=tmp_path / "work",
+        spell_numbers=(config.patient.care_team_phone, config.patient.emergency_number))
+    ids: dict[str, str] = {}
+
+    def submit(inp: object) -> list[str]:
+        output = monitor.handle(inp)  # type: ignore[arg-type]
+        annunciator.on_output(output, monitor.snapshot(inp.at))  # type: ignore[attr-defined]
+        return [e.alert_id for e in output.events
+                if e.state is AlertState.RAISED and not e.technical]
+
+    async def scenario() -> None:
+        annunciator.start()
+        submit(Start(T0))
+        submit(BrokerLink(True, T0))
+        raised: list[str] = []
+        for second in range(0, 91):  # a patch reading every 30 s, the monitor ticked each second
+            at = T0 + timedelta(seconds=second)
+            if second % 30 == 0:
+                raised += submit(GattPayload("temp-patch", temperature,
+                                             encode_temperature(38.1), at))
+            raised += submit(Tick(at))
+        (ids["fever"],) = raised
+        await until(lambda: len(heard(annunciator, ids["fever"])) >= 2, "the fever alarm")
+        (ids["breathing"],) = submit(SymptomReport("trouble_breathing",
+                                                   T0 + timedelta(seconds=92)))
+        await until(lambda: len(heard(annunciator, ids["breathing"])) >= 2, "the emergency")
+        for n, alert_id in enumerate((ids["breathing"], ids["fever"])):
+            submit(Acknowledgement(alert_id, "patient", T0 + timedelta(seconds=93 + n)))
+        ids["after"] = str(time.monotonic())
+        await until(lambda: annunciator.sounding is None, "playback to end")
+        await annunciator.stop()
+
+    run(scenario)
+    after = float(ids["after"])
+    played = [p for p in annunciator.history if p.outcome == "played"]
+    assert all(p.started_s < after for p in annunciator.history
+               if p.alert_id in {ids["fever"], ids["breathing"]})
+    assert {p.alert_id for p in played} == {ids["fever"], ids["breathing"]}
+    assert {p.severity for p in played if p.alert_id == ids["breathing"]} == {Severity.EMERGENCY}
+    # While the emergency was open, the fever did not sound.
+    first_emergency = min(p.started_s for p in played if p.alert_id == ids["breathing"])
+    last_emergency = max(p.started_s for p in played if p.alert_id == ids["breathing"])
+    assert not any(first_emergency < p.started_s < last_emergency
+                   for p in played if p.alert_id == ids["fever"])
+    # The fever message, spoken: longer than the tone by a full sentence or more.
+    fever_wav = heard(annunciator, ids["fever"])[0]
+    assert duration_s(fever_wav) > pattern_duration_s(Pattern.HIGH) + 10

@@ -1,5 +1,10 @@
-"""The hub's own audible alarm: a pure planner (what to sound, when) and a shell player
-(espeak-ng + aplay). See docs/sounds.md for what each sound means to the patient."""
+"""The hub's own audible alarm: a pure planner (what to sound, when: ``planner``), its settings
+(``settings``), the tones and spoken text (``tones``), and the shell that plays them with
+espeak-ng and aplay (``player``). See docs/sounds.md for what each sound means to the patient.
+
+Only the pure parts are re-exported here: ``daemon.config`` imports the settings, and the core
+must not load the player (asyncio, subprocesses). Import the sink from ``daemon.annunciator.player``.
+"""
 
 from daemon.annunciator.planner import (
     Announcement,
@@ -9,18 +14,14 @@ from daemon.annunciator.planner import (
     pattern_for,
     quietable,
 )
-from daemon.annunciator.player import Annunciator, Played, ProblemCallback
 from daemon.annunciator.settings import AnnunciatorSettings, QuietPeriod, RepeatIntervals
 
 __all__ = [
     "Announcement",
-    "Annunciator",
     "AnnunciatorPlanner",
     "AnnunciatorSettings",
     "Decision",
     "Pattern",
-    "Played",
-    "ProblemCallback",
     "QuietPeriod",
     "RepeatIntervals",
     "pattern_for",
