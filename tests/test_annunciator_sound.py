@@ -439,3 +439,26 @@ def test_with_the_real_monitor_fever_then_emergency_then_patient_confirms(tmp_pa
     # The fever message, spoken: longer than the tone by a full sentence or more.
     fever_wav = heard(annunciator, ids["fever"])[0]
     assert duration_s(fever_wav) > pattern_duration_s(Pattern.HIGH) + 10
+
+
+def test_after_a_restart_the_restored_snapshot_sounds_what_is_unconfirmed(tmp_path: Path) -> None:
+    out = tmp_path / "heard"
+    annunciator = Annunciator(AnnunciatorSettings(wav_dir=out, speak=False),
+                              on_problem=lambda _: None, work_dir=tmp_path / "work")
+    before = AlertFeed()
+    before.output(alert_event("fever-1", AlertState.RAISED),
+                  alert_event("hr-1", AlertState.RAISED, Severity.MEDIUM),
+                  alert_event("fever-2", AlertState.RAISED, Severity.CRITICAL,
+                              acknowledged_by="patient"))
+    _, restored = before.output()
+
+    async def scenario() -> None:
+        annunciator.start()
+        annunciator.sync(restored)
+        await until(lambda: len(heard(annunciator, "fever-1")) >= 1, "the restored alarm")
+        annunciator.on_output(*before.output(alert_event("fever-1", AlertState.CLEARED)))
+        await until(lambda: len(heard(annunciator, "hr-1")) >= 1, "the next one")
+        await annunciator.stop()
+
+    run(scenario)
+    assert [p.alert_id for p in annunciator.history] == ["fever-1", "hr-1"]

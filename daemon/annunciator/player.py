@@ -130,6 +130,14 @@ class Annunciator:
         self.planner.sync(snapshot, keep=frozenset(opened))
         self._wake.set()
 
+    def sync(self, snapshot: AlertStateSnapshot) -> None:
+        """Learn the open alerts without an output: after a restart, call it with the restored
+        snapshot so unconfirmed alerts sound again at once."""
+        if not self.settings.enabled:
+            return
+        self.planner.sync(snapshot)
+        self._wake.set()
+
     @property
     def problem(self) -> str | None:
         """Why the hub cannot sound right now, or None."""
