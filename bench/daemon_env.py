@@ -81,6 +81,7 @@ def config_text(data_dir: Path, port: int) -> str:
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nreconnect_max_s = 1\n\n'
         # The patient's page runs in the measured daemon (issue 11: the RSS goal holds with it).
         '[status_page]\nhost = "127.0.0.1"\nport = 0\n\n'
+        f'[annunciator]\nwav_dir = "{data_dir}/sounds"\n\n'
         f'{devices}'
     )
 

@@ -29,6 +29,7 @@ class AlertKind(StrEnum):
     DISK_LOW = "disk_low"
     BROKER_UNREACHABLE = "broker_unreachable"
     HUB_FAULT = "hub_fault"
+    ANNUNCIATOR_UNAVAILABLE = "annunciator_unavailable"
 
     @property
     def is_technical(self) -> bool:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from daemon.alerts import Severity
+from daemon.annunciator.settings import AnnunciatorSettings
 from daemon.profiles import DeviceProfile, ProfileError, load_profiles
 from daemon.readings import Vital
 from daemon.status_page_settings import StatusPageSettings
@@ -200,6 +201,7 @@ class Config(_Section):
     storage: StorageSettings = StorageSettings()
     home_assistant: HomeAssistantSettings = HomeAssistantSettings()
     status_page: StatusPageSettings = StatusPageSettings()
+    annunciator: AnnunciatorSettings = AnnunciatorSettings()
     # Where device profiles live; None = the ones shipped with crs-hub.
     device_profiles_dir: Path | None = None
 

@@ -99,6 +99,8 @@ def demo_config(data_dir: Path, port: int, protocol: str, page_port: int = 0) ->
         "vitals": {"publish": False},
         # The patient's page, on this machine only (a demo has no business on the home Wi-Fi).
         "status_page": {"enabled": page_port > 0, "host": "127.0.0.1", "port": page_port},
+        # The hub's alarm sound, written as WAV files (a demo machine may have no speaker).
+        "annunciator": {"wav_dir": str(data_dir.parent / "sounds")},
     })
 
 

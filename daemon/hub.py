@@ -127,6 +127,7 @@ class Hub:
         self.sinks: list[Sink] = [self.delivery]
         # Told when the broker link comes and goes (the status page shows it).
         self.link_listeners: list[Callable[[bool], None]] = []
+        self.sound_problem: str | None = None  # set by the annunciator (service.py)
         self.scheduler: AsyncIOScheduler | None = None
 
     # --- read-only views (tests, systemd status, the status page) ----------------------------

@@ -132,6 +132,16 @@ class HubFault:
 
 
 @dataclass(frozen=True, slots=True)
+class AnnunciatorProblem:
+    """The hub cannot sound its own alarm (``reason``: no sound card, aplay failing), or can
+    again (None)."""
+
+    reason: str | None
+    at: datetime
+    mono_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passing: delayed alarms and escalations fall due."""
 
@@ -178,6 +188,7 @@ MonitorInput = (
     | BrokerLink
     | HubResources
     | HubFault
+    | AnnunciatorProblem
     | Tick
     | Acknowledgement
     | ManualReading
@@ -327,6 +338,10 @@ class Monitor:
                 if inp.reason:
                     log.error("hub fault: %s", inp.reason)
                 self._transitions(self.technical.hub_fault(inp.reason, t), t, out)
+            case AnnunciatorProblem():
+                if inp.reason:
+                    log.error("the hub cannot sound alarms: %s", inp.reason)
+                self._transitions(self.technical.annunciator_problem(inp.reason, t), t, out)
             case Acknowledgement():
                 self._acknowledge(inp, t, out)
             case Start():

@@ -125,6 +125,12 @@ def patient_message(
                 "Restart the hub. Until it works, take your temperature with a thermometer every "
                 f"few hours and call {contact.team_name} at {contact.phone} if you feel unwell."
             )
+        case AlertKind.ANNUNCIATOR_UNAVAILABLE:
+            return (
+                "The home hub cannot play its alarm sound, so you would not hear an alert. Check "
+                "the speaker and its cable, and keep this page or your phone close. If you feel "
+                f"unwell, call {contact.team_name} at {contact.phone}."
+            )
         case AlertKind.DISK_LOW:
             return (
                 "The home hub is running out of storage. Please tell your care team at "

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 from daemon.bluetooth import BluetoothManager, SessionSpec
 from daemon.config import Config
 from daemon.hub import Hub, system_clock
-from daemon.monitor import MonitorOutput
+from daemon.monitor import AnnunciatorProblem, MonitorOutput
 from daemon.sd_notify import Notifier
 
 if TYPE_CHECKING:
+    from daemon.annunciator.player import Annunciator
     from daemon.status_page import StatusPage
 
 log = logging.getLogger(__name__)
@@ -53,11 +54,34 @@ async def start_status_page(hub: Hub) -> StatusPage:
     return page
 
 
+def start_annunciator(hub: Hub, page: StatusPage | None) -> Annunciator:
+    """The hub's own audible alarm, a sink like the others. A hub that cannot sound raises the
+    annunciator_unavailable technical alarm, shown on the page and in systemd STATUS."""
+    from daemon.annunciator.player import Annunciator
+
+    def on_problem(reason: str | None) -> None:
+        hub.sound_problem = reason
+        if page is not None:
+            page.set_sound_problem(reason)
+        hub.submit(AnnunciatorProblem(reason, hub.clock(), hub._mono()))
+
+    config = hub.config
+    annunciator = Annunciator(
+        config.annunciator, on_problem=on_problem,
+        spell_numbers=(config.patient.care_team_phone, config.patient.emergency_number))
+    hub.add_sink(annunciator)
+    annunciator.sync(hub.monitor.snapshot(hub.clock()))  # restored alerts sound at once
+    annunciator.start()
+    return annunciator
+
+
 def status_line(hub: Hub, bluetooth: BluetoothManager | None) -> str:
     connected = sum(d.connected for d in hub.devices.values())
     broker = "broker connected" if hub.link.connected else "BROKER UNREACHABLE"
     if hub.store_failures:
         broker += f", STORE FAILING ({hub.store_failures} alert(s) not journaled)"
+    if hub.sound_problem:
+        broker += ", CANNOT SOUND ALARMS"
     if hub.failing_jobs:
         broker += f", HUB FAULT (failing: {', '.join(hub.failing_jobs)})"
     open_alerts = len(hub.monitor.open_alerts())
@@ -87,6 +111,7 @@ async def run_service(
               heartbeat_interval_s=heartbeat_interval_s)
     await hub.start()
     page = await start_status_page(hub) if config.status_page.enabled else None
+    annunciator = start_annunciator(hub, page) if config.annunciator.enabled else None
     notifier.status("connecting to the MQTT broker")
     if not await hub.wait_connected(mqtt_wait_s):
         log.error("MQTT broker %s:%s unreachable; alerts wait in the outbox",
@@ -120,6 +145,8 @@ async def run_service(
         notifier.stopping()
         if bluetooth is not None:
             await bluetooth.stop()
+        if annunciator is not None:
+            await annunciator.stop()
         if page is not None:
             await page.stop()
         await hub.stop()

@@ -16,6 +16,7 @@ one open alert per (kind, device):
 | DISK_LOW (hub) | free < disk_free_min_bytes | free >= min + disk_clear_margin_bytes | LOW |
 | BROKER_UNREACHABLE (hub) | no MQTT connection for broker_unreachable_s | connected again | MEDIUM |
 | HUB_FAULT (hub) | a scheduled job keeps failing (the shell decides) | the job runs again | MEDIUM |
+| ANNUNCIATOR_UNAVAILABLE (hub) | the hub cannot sound (no sound card, aplay failing) | it sounds again | MEDIUM |
 
 Severity: LOW is "awareness" in IEC 60601-1-8 (reliability.md §1), right for a device problem the
 patient or caregiver can fix. NO_DATA for temperature is MEDIUM because the fever, the primary CRS
@@ -51,6 +52,7 @@ _HUB_KINDS = frozenset(
         AlertKind.DISK_LOW,
         AlertKind.BROKER_UNREACHABLE,
         AlertKind.HUB_FAULT,
+        AlertKind.ANNUNCIATOR_UNAVAILABLE,
     }
 )
 _DEVICE_KINDS = frozenset(
@@ -168,6 +170,11 @@ class TechnicalAlarms:
         """The hub's own machinery is failing (``reason``) or working again (None). No delay:
         a hub that cannot run its checks only looks like it is watching."""
         return self._hub_condition(AlertKind.HUB_FAULT, reason is not None, now)
+
+    def annunciator_problem(self, reason: str | None, now: datetime) -> list[AlertTransition]:
+        """The hub cannot sound its own alarm (``reason``) or can again (None): the patient at
+        home would not hear an alert, so the page and the care team must know."""
+        return self._hub_condition(AlertKind.ANNUNCIATOR_UNAVAILABLE, reason is not None, now)
 
     def _hub_condition(self, kind: AlertKind, present: bool, now: datetime) -> list[AlertTransition]:
         self._seen(now)

@@ -31,6 +31,7 @@ def hub_config(data_dir: Path, port: int, **sections: dict[str, Any]) -> Config:
         "escalation": {"enabled": False},
         "vitals": {"publish": False},
         "status_page": {"enabled": False},
+        "annunciator": {"enabled": False},
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
