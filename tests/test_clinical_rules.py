@@ -11,9 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from daemon.alerts import AlertKind, AlertState, AlertTransition
-from daemon.decoding import TemperatureMeasurement, to_readings
+from daemon.decoding import TemperatureMeasurement
 from daemon.patient_messages import CareContact, patient_message
-from daemon.reading_policy import MANUAL_DEVICE, DevicePolicy, manual_reading
+from daemon.reading_policy import (
+    MANUAL_DEVICE,
+    device_value_readings,
+    manual_reading,
+    measurement_readings,
+)
 from daemon.readings import Reading, Vital
 from daemon.rules import ClinicalRules
 from daemon.technical_alarms import TechnicalAlarms
@@ -118,15 +123,25 @@ def test_a_shower_on_a_normal_day_raises_nothing() -> None:
     assert feed(tech, readings) == []
 
 
+def patch_payload(raw_c: float) -> list[Reading]:
+    return measurement_readings(TemperatureMeasurement(raw_c, False, None, None), PATCH, at(0),
+                                0.5, 34.0)
+
+
 def test_off_body_is_judged_on_the_raw_sensor_value() -> None:
-    policy = DevicePolicy(PATCH, temperature_offset_c=0.5, expected_interval_s=60.0,
-                          off_body_below_c=34.0, vitals=frozenset({Vital.TEMPERATURE}))
-    raw = to_readings(TemperatureMeasurement(33.8, False, None, None), PATCH, at(0))
-    [r] = policy.apply(raw)
     # 33.8 °C from the sensor is off the skin, although 34.3 °C after the offset.
+    [r] = patch_payload(33.8)
     assert (r.value, r.sensor_contact, r.spot_check) == (34.3, False, False)
-    [ok] = policy.apply(to_readings(TemperatureMeasurement(36.4, False, None, None), PATCH, at(0)))
+    [ok] = patch_payload(36.4)
     assert (ok.value, ok.sensor_contact) == (36.9, None)
+    [row] = device_value_readings(PATCH, Vital.TEMPERATURE, 33.8, None, at(0), 0.5, 34.0)
+    assert (row.value, row.sensor_contact) == (34.3, False)
+
+
+def test_a_patch_reading_room_air_is_kept_as_off_body_not_dropped() -> None:
+    [r] = patch_payload(21.0)  # no body temperature, but the news that the patch is off
+    assert r.sensor_contact is False
+    assert patch_payload(float("nan")) == []
 
 
 # -- spot checks ----------------------------------------------------------------------------
@@ -134,16 +149,20 @@ def test_off_body_is_judged_on_the_raw_sensor_value() -> None:
 
 def test_a_single_oral_reading_at_the_threshold_raises_the_fever_at_once() -> None:
     rules = ClinicalRules(Thresholds(), new_id=Ids())
-    rules.expect(ORAL, spot_check=True)
-    oral = DevicePolicy(ORAL, expected_interval_s=None, vitals=frozenset({Vital.TEMPERATURE}))
-    [reading] = oral.apply(to_readings(TemperatureMeasurement(39.5, False, None, None), ORAL,
-                                       at(0)))
+    [reading] = measurement_readings(TemperatureMeasurement(39.5, False, None, None), ORAL, at(0),
+                                     0.0, 34.0, spot_check=True)
     assert reading.spot_check
     [raised] = rules.observe(reading)
     assert (raised.kind, raised.state, raised.value) == (
         AlertKind.HIGH_FEVER, AlertState.RAISED, 39.5)
     text = patient_message(raised.kind, raised.state, raised.value, CONTACT, spot_check=True)
     assert text.startswith("Your thermometer reading is 39.5 °C")
+
+
+def test_every_reading_of_a_device_declared_spot_check_is_one() -> None:
+    rules = ClinicalRules(Thresholds(), new_id=Ids())
+    rules.expect(ORAL, spot_check=True)
+    assert summary(rules.observe(temp(0, 38.0, ORAL))) == [(AlertKind.FEVER, AlertState.RAISED)]
 
 
 def test_a_reading_typed_in_by_hand_is_a_spot_check() -> None:
