@@ -20,22 +20,22 @@ TEMP = CHARACTERISTICS["temperature_measurement"]
 
 
 def temperature_at(t: float) -> float:
-    """Normal, then climbing past 38 °C, a plateau, then recovery (1.4 °C in 15 min: a faster
-    fall is a sensor problem, never a clear)."""
+    """Normal, then climbing past 38 °C, a plateau, then recovery (1.4 °C in 30 min: much faster
+    is a sensor problem, never a clear)."""
     if t < 600:
         return 36.9
     if t < 1200:
         return 36.9 + (38.6 - 36.9) * (t - 600) / 600
     if t < 2400:
         return 38.6
-    return max(37.2, 38.6 - 1.4 * (t - 2400) / 900)
+    return max(37.2, 38.6 - 1.4 * (t - 2400) / 1800)
 
 
 def heart_rate_at(t: float) -> int:
     return 124 if 900 <= t < 2100 else 74
 
 
-async def feed_crs_onset(hub: Hub, clock: FakeClock, until: float = 4500) -> None:
+async def feed_crs_onset(hub: Hub, clock: FakeClock, until: float = 5400) -> None:
     t = 0.0
     while t <= until:
         clock.at(t)

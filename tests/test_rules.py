@@ -189,8 +189,8 @@ def test_devices_above_the_band_at_raise_time_must_cool_too() -> None:
     # silent: it may be the hotter site, so patch-a cooling alone does not clear.
     readings = [temp(0, 37.9, device="patch-b"), temp(30, 37.9, device="patch-b")]
     readings += [temp(s, 38.6, device="patch-a") for s in every(10, 70)]
-    # (37.2, not lower: a fall of more than 1.5 °C at once is an implausible fall, never a clear)
-    readings += [temp(s, 37.2, device="patch-a") for s in every(100, 3600)]
+    # (37.6, not lower: a fall of more than 1.0 °C at once is an implausible fall, never a clear)
+    readings += [temp(s, 37.6, device="patch-a") for s in every(100, 3600)]
     out = feed(rules, readings)
     assert states(out) == [(AlertKind.FEVER, AlertState.RAISED)]
     back = feed(rules, [temp(s, 37.0, device="patch-b") for s in every(3630, 4530)])
@@ -202,7 +202,7 @@ def test_a_device_last_seen_long_before_the_raise_does_not_hold_the_alert() -> N
     rules = engine()
     readings = [temp(0, 37.9, device="spare"), temp(30, 37.9, device="spare")]
     readings += [temp(s, 38.6, device="patch-a") for s in every(1000, 1060)]
-    readings += [temp(s, 37.2, device="patch-a") for s in every(1090, 2500)]
+    readings += [temp(s, 37.6, device="patch-a") for s in every(1090, 2500)]
     out = feed(rules, readings)
     assert states(out) == [
         (AlertKind.FEVER, AlertState.RAISED),
@@ -222,20 +222,21 @@ def raised_fever(rules: ClinicalRules) -> AlertTransition:
 def test_fever_clears_only_after_the_hold() -> None:
     rules = engine()
     raised = raised_fever(rules)
-    # 38.5 at 0/30/60 s, then 37.0 from 90 s: at 150 s the window holds 3 hot and 3 cool
-    # readings and its LOW median is 37.0 < 37.7, so the hold runs from 150 s to 1050 s.
-    assert feed(rules, [temp(s, 37.0) for s in every(90, 1020)]) == []
-    out = rules.observe(temp(1050, 37.0))
+    # 38.5 at 0/30/60 s, then 37.5 from 90 s (a quicker fall of more than 1.0 °C is
+    # implausible): at 150 s the window holds 3 hot and 3 cool readings and its LOW median is
+    # 37.5 < 37.7, so the hold runs from 150 s to 1050 s.
+    assert feed(rules, [temp(s, 37.5) for s in every(90, 1020)]) == []
+    out = rules.observe(temp(1050, 37.5))
     assert len(out) == 1
     cleared = out[0]
     assert cleared.state is AlertState.CLEARED
     assert cleared.alert_id == raised.alert_id
     assert cleared.kind is AlertKind.FEVER and cleared.severity is Severity.HIGH
     assert cleared.observed_at == at(1050) and cleared.raised_at == at(60)
-    assert cleared.value == 37.0
+    assert cleared.value == 37.5
     assert cleared.threshold == pytest.approx(37.7)
     assert rules.open_alerts() == []
-    assert feed(rules, [temp(s, 37.0) for s in every(1080, 4000)]) == []
+    assert feed(rules, [temp(s, 37.5) for s in every(1080, 4000)]) == []
 
 
 def test_value_inside_the_band_restarts_the_hold() -> None:
@@ -279,7 +280,7 @@ def test_a_febrile_device_keeps_the_alert_open_while_another_reads_normal() -> N
     assert states(out) == [(AlertKind.FEVER, AlertState.RAISED)]
     assert out[0].device == "patch-a"
     # patch-a reports again, cool: its own hold clears the alert.
-    cool = feed(rules, [temp(s, 37.2, device="patch-a") for s in every(15000, 16200)])
+    cool = feed(rules, [temp(s, 37.6, device="patch-a") for s in every(15000, 16200)])
     assert states(cool) == [(AlertKind.FEVER, AlertState.CLEARED)]
     assert cool[0].observed_at == at(15000 + 900)
 
@@ -287,9 +288,9 @@ def test_a_febrile_device_keeps_the_alert_open_while_another_reads_normal() -> N
 def test_every_device_that_ran_hot_during_the_alert_must_cool() -> None:
     rules = engine()
     a = [temp(s, 38.6, device="patch-a") for s in every(0, 570)]
-    a += [temp(s, 37.2, device="patch-a") for s in every(600, 4500)]  # cool from 750: held 1650
+    a += [temp(s, 37.6, device="patch-a") for s in every(600, 4500)]  # cool from 750: held 1650
     b = [temp(s + 7, 38.6, device="patch-b") for s in every(300, 3000)]  # joins after the raise
-    b += [temp(s + 7, 37.2, device="patch-b") for s in every(3030, 4500)]  # cool from 3187
+    b += [temp(s + 7, 37.6, device="patch-b") for s in every(3030, 4500)]  # cool from 3187
     out = feed(rules, a + b)
     assert states(out) == [
         (AlertKind.FEVER, AlertState.RAISED),
@@ -474,7 +475,7 @@ def test_restore_round_trip_keeps_a_febrile_alert_open_without_a_new_raise() -> 
     assert feed(after, [temp(s, 38.5) for s in every(600, 2400)]) == []
     assert after.open_alerts() == [raised]
     # Then it clears through the normal hysteresis, under the same id.
-    out = feed(after, [temp(s, 37.0) for s in every(2430, 3600)])
+    out = feed(after, [temp(s, 37.5) for s in every(2430, 3600)])
     assert states(out) == [(AlertKind.FEVER, AlertState.CLEARED)]
     assert out[0].alert_id == raised.alert_id
     assert out[0].observed_at == at(2430 + 150 + 900)
