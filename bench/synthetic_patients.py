@@ -156,7 +156,7 @@ def _fever_bump(scenario: str, rng: random.Random, base: list[float]) -> list[fl
 def _spans_where(flags: list[bool], merge_gap: int = 0) -> list[Span]:
     spans: list[list[int]] = []
     start = None
-    for m, f in enumerate(flags + [False]):
+    for m, f in enumerate([*flags, False]):
         if f and start is None:
             start = m
         elif not f and start is not None:
@@ -261,9 +261,11 @@ def generate(pid: str, scenario: str, seed: int) -> PatientWeek:
         if rng.random() < 0.6:
             oral.append(f.start_s + rng.randint(20, 120) * 60)
     oral = sorted(t for t in oral if t < WEEK_S)
-    # Tachycardia is only "sustained without fever" while the strap can see it.
+    # A case of sustained tachycardia without fever is one the strap can see: worn, at home
+    # (not on an outing, out of the hub's range) and no fever within an hour.
     tachy = [t for t in tachy if any(s.contains(t.start_s) and s.contains(t.end_s)
                                      for s in strap_on)
+             and not any(o.start_s - 1800 <= t.end_s and o.end_s >= t.start_s for o in outings)
              and not any(f.contains(t.start_s, 3600, 3600) for f in fevers)]
     return PatientWeek(pid, scenario, offset, core, skin, blanket, shower, hr, walking, strap_on,
                        outings, sorted(drops, key=lambda s: s.start_s), displacements, oral,

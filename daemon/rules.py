@@ -54,6 +54,7 @@ from daemon.temperature_fall import FallWatch, fall_watch_for
 from daemon.thresholds import FeverThresholds, TachycardiaThresholds, Thresholds
 
 RuleKey = Literal["fever", "tachycardia"]
+_EDGE_S = 60.0  # the start and end of a tachycardia window, which must be fast
 FEVER: RuleKey = "fever"
 TACHYCARDIA: RuleKey = "tachycardia"
 
@@ -119,6 +120,28 @@ class _Count:
 
     def mean(self) -> float:
         return self.total / len(self.items) if self.items else 0.0
+
+    def edge_fraction(self, edge_s: float, *, head: bool) -> float:
+        """The flagged share of the readings in the window's first (``head``) or last
+        ``edge_s``."""
+        if not self.items:
+            return 0.0
+        n = flagged = 0
+        if head:
+            end = self.items[-1][0] - timedelta(seconds=self.length_s - edge_s)
+            for at, flag, _ in self.items:
+                if at > end:
+                    break
+                n += 1
+                flagged += flag
+        else:
+            start = self.items[-1][0] - timedelta(seconds=edge_s)
+            for at, flag, _ in reversed(self.items):
+                if at <= start:
+                    break
+                n += 1
+                flagged += flag
+        return flagged / n if n else 0.0
 
 
 @dataclass
@@ -345,9 +368,15 @@ class ClinicalRules:
         run = (at - track.run_since).total_seconds()
         # Fever with a fast heart rate is the CRS picture: the short window. Alone, the long one.
         window = track.fast if FEVER in self._book else track.alone
+        # Sustained: min_fraction of the window above the threshold, and above it at both ends
+        # (the majority of its first and of its last minute), so that the tolerated dips
+        # cannot all sit at one end and shorten "30 min" to 24.
         confirmed = (
             AlertKind.TACHYCARDIA
-            if run >= window.length_s and window.fraction() >= t.min_fraction
+            if run >= window.length_s
+            and window.fraction() >= t.min_fraction
+            and window.edge_fraction(_EDGE_S, head=True) > 0.5
+            and window.edge_fraction(_EDGE_S, head=False) > 0.5
             else None
         )
         cool = self._heart_held_cool(track)

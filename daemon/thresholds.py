@@ -31,7 +31,10 @@ class FeverThresholds(_Strict):
     # Confirmation: the low median of readings in the window must be at or above the
     # threshold, over at least min_samples readings spanning at least min_span_s, so that
     # one artifact sample (a hot blanket, a loose patch) never alarms.
-    confirm_window_s: float = Field(300.0, gt=0)
+    # The window is the longer of confirm_window_s and confirm_window_intervals device sample
+    # intervals (issue 10: a bound derived from the profile): 150 s, three readings, for the
+    # once-a-minute patch, so two of three at or above the threshold confirm.
+    confirm_window_s: float = Field(120.0, gt=0)
     confirm_min_samples: int = Field(2, ge=1)
     confirm_min_span_s: float = Field(60.0, ge=0)
     # Hysteresis: clears once the window median stays below threshold - margin for clear_hold_s.
@@ -68,7 +71,8 @@ class TachycardiaThresholds(_Strict):
     # NEWS2 scores 3 (an urgent response on its own).
     threshold_bpm: float = Field(100.0, ge=90, le=130)
     # Confirmed when at least min_fraction of the readings (with sensor contact) over the window
-    # are above the threshold: a few dips to 100 bpm do not reset it (a median would be 0.5).
+    # are above the threshold, its first and last minute mostly so: a few dips to 100 bpm do not
+    # reset it (a median would be 0.5), yet the rate must be high from start to end.
     # window_s applies while a fever alert is open (fever with a fast heart rate is the CRS
     # picture and must escalate fast); alone, a fast heart rate must last window_alone_s, longer
     # than an ordinary walk (30 min: the sustained-tachycardia case of the clinical benchmark).

@@ -66,7 +66,9 @@ def journal(
 
 # These tests predate the longer window for tachycardia alone (window_alone_s, 30 min by
 # default); they use one 600 s window throughout. tests/test_clinical_rules.py covers the new one.
-SHORT_TACHYCARDIA = Thresholds(tachycardia=TachycardiaThresholds(window_alone_s=600.0))
+# Likewise they use the earlier 300 s fever confirmation window (now 120 s, or 2.5 intervals).
+SHORT_TACHYCARDIA = Thresholds(fever=FeverThresholds(confirm_window_s=300.0),
+                               tachycardia=TachycardiaThresholds(window_alone_s=600.0))
 
 
 def engine(thresholds: Thresholds | None = None) -> ClinicalRules:

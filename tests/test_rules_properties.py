@@ -134,8 +134,9 @@ def fever_oracle(readings: Sequence[Reading], t: FeverThresholds) -> tuple[int, 
 
 def tachycardia_oracle(readings: Sequence[Reading], t: TachycardiaThresholds) -> int | None:
     """Index of the first reading at which, with no fever open, a run of readings with contact
-    and no gap > max_gap_s has lasted >= window_alone_s and >= min_fraction of its readings in
-    the last window_alone_s are above the threshold."""
+    and no gap > max_gap_s has lasted >= window_alone_s, >= min_fraction of its readings in
+    the last window_alone_s are above the threshold, and most of that window's first and last
+    60 s."""
     window = t.window_alone_s
     run_start: datetime | None = None
     previous: Reading | None = None
@@ -154,7 +155,11 @@ def tachycardia_oracle(readings: Sequence[Reading], t: TachycardiaThresholds) ->
         horizon = r.observed_at - timedelta(seconds=window)
         recent = [x for x in readings[: i + 1]
                   if x.observed_at > horizon and x.sensor_contact is not False]
-        if sum(x.value > t.threshold_bpm for x in recent) >= t.min_fraction * len(recent):
+        head = [x for x in recent if x.observed_at <= horizon + timedelta(seconds=60)]
+        tail = [x for x in recent if x.observed_at > r.observed_at - timedelta(seconds=60)]
+        if (sum(x.value > t.threshold_bpm for x in recent) >= t.min_fraction * len(recent)
+                and 2 * sum(x.value > t.threshold_bpm for x in head) > len(head)
+                and 2 * sum(x.value > t.threshold_bpm for x in tail) > len(tail)):
             return i
     return None
 
