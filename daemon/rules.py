@@ -14,20 +14,38 @@ it clears only when EVERY device that was above the clear band during the alert 
 ``clear_hold_s`` below it (a device that went silent while febrile keeps the alert open: data
 stopping is TechnicalAlarms' NO_DATA, never a clear).
 
-Fever (per device): the window is the readings within ``confirm_window_s`` up to the newest one.
-Confirmed when it holds >= ``confirm_min_samples`` readings spanning >= ``confirm_min_span_s``
-and its LOW median is >= ``threshold_c`` (>= ``high_threshold_c``: HIGH_FEVER). A lone artifact
-never alarms: it is outvoted by its neighbours, or alone it is too few samples.
+Fever, continuous wearable (per device): the window is the readings within max(
+``confirm_window_s``, ``confirm_window_intervals`` x the device's expected sample interval) up to
+the newest one (``expect(device, interval_s=...)``; the window follows the device, so a patch
+reporting every 10 min confirms too). Confirmed when it holds >= ``confirm_min_samples``
+readings spanning >= ``confirm_min_span_s`` and its LOW median is >= ``threshold_c``
+(>= ``high_threshold_c``: HIGH_FEVER). A lone artifact never alarms: it is outvoted by its
+neighbours, or alone it is too few samples.
 
-Tachycardia (per device): every reading > ``threshold_bpm`` for a run spanning >= ``window_s``,
-with sensor contact (False breaks the run; None means the strap cannot tell, accepted) and no gap
-between consecutive readings > ``max_gap_s``.
+Fever, spot check: a reading marked ``spot_check`` (reading_policy: a thermometer used by hand,
+or a value typed in) or from a device declared ``expect(device, spot_check=True)`` decides on its
+own: >= threshold raises at once; below the clear band it clears, unless a continuous wearable
+heard recently (and not after an implausible fall) still has its window median at or above the
+band.
 
-Clearing (hysteresis): the device's fever window low median, or every heart-rate reading, stays
-below threshold − margin for ``clear_hold_s`` measured on reading times. A gap (> confirm_window_s
-for temperature, > max_gap_s for heart rate) or a reading without contact restarts that hold: we
-cannot vouch for the interval. So a value oscillating within threshold ± margin never clears and
-raises at most once; and two raises of one alert are at least ``clear_hold_s`` apart.
+No silent clear: each continuous device has a ``FallWatch`` (daemon.temperature_fall). After a
+fall faster than physiology allows, the device's readings never count towards a clear until the
+readings come back or a spot check arrives (TechnicalAlarms raises IMPLAUSIBLE_FALL meanwhile).
+
+Tachycardia (per device): over the window (``window_s`` while a fever alert is open,
+``window_alone_s`` otherwise), >= ``min_fraction`` of the readings are > ``threshold_bpm`` and so
+are most of the window's first and last minute, on a run of readings with sensor contact (False
+breaks the run; None means the strap cannot tell, accepted) without a gap > ``max_gap_s`` that
+covers the whole window. Dips do not reset it; a walk shorter than the window cannot fill it.
+
+Clearing (hysteresis): the device's fever window low median stays below threshold − margin for
+``clear_hold_s`` measured on reading times; for heart rate, >= ``min_fraction`` of the readings
+over ``clear_hold_s`` are below threshold − margin. A gap (> the fever window for temperature,
+> max_gap_s for heart rate) or a reading without contact restarts that hold: we cannot vouch for
+the interval. So a value oscillating within threshold ± margin never clears and raises at most
+once. ``tick``: a tachycardia alert whose straps have sent nothing with contact for
+``unobserved_close_s`` is closed with value None (the patient is told it is no longer measured);
+a fever alert never closes for want of data.
 
 Severity only rises while open (IEC 60601-1-8 latching): FEVER/HIGH, HIGH_FEVER/CRITICAL and
 FEVER_TACHYCARDIA/CRITICAL (fever alert open while the tachycardia alert is open). If tachycardia
