@@ -23,6 +23,8 @@ class AlertKind(StrEnum):
     NO_DATA = "no_data"
     SENSOR_CONTACT_LOST = "sensor_contact_lost"
     DEVICE_DISCONNECTED = "device_disconnected"
+    # Temperature fell faster than a fever can break: the patch came loose or got wet.
+    IMPLAUSIBLE_FALL = "implausible_fall"
     BATTERY_LOW = "battery_low"
     ADAPTER_UNAVAILABLE = "adapter_unavailable"
     OUTBOX_BACKLOG = "outbox_backlog"

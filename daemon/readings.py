@@ -40,7 +40,9 @@ class Reading:
 
     ``device`` is the pseudonymous device id from the config, never a MAC address.
     ``observed_at`` is timezone-aware UTC. ``sensor_contact`` is None when the sensor
-    does not report contact.
+    does not report contact. ``spot_check`` marks a deliberate single measurement (a
+    thermometer used by hand, or a value typed in): one such reading is evidence enough,
+    whereas a continuous wearable's readings are confirmed against artifacts.
     """
 
     device: str
@@ -48,6 +50,7 @@ class Reading:
     value: float
     observed_at: datetime
     sensor_contact: bool | None = None
+    spot_check: bool = False
 
     @property
     def unit(self) -> str:

@@ -31,13 +31,31 @@ class FeverThresholds(_Strict):
     # Confirmation: the low median of readings in the window must be at or above the
     # threshold, over at least min_samples readings spanning at least min_span_s, so that
     # one artifact sample (a hot blanket, a loose patch) never alarms.
-    confirm_window_s: float = Field(300.0, gt=0)
+    # The window is the longer of confirm_window_s and confirm_window_intervals device sample
+    # intervals (issue 10: a bound derived from the profile): 150 s, three readings, for the
+    # once-a-minute patch, so two of three at or above the threshold confirm.
+    confirm_window_s: float = Field(120.0, gt=0)
     confirm_min_samples: int = Field(2, ge=1)
     confirm_min_span_s: float = Field(60.0, ge=0)
     # Hysteresis: clears once the window median stays below threshold - margin for clear_hold_s.
     # ISO 80601-2-56 allows ±0.3 °C laboratory error, so the margin is at least that.
     clear_margin_c: float = Field(0.3, ge=0)
     clear_hold_s: float = Field(900.0, gt=0)
+    # A continuous wearable reporting less often than the window still confirms: the window is
+    # at least this many of the device's expected sample intervals (2.5 holds three readings,
+    # so two consecutive readings at or above the threshold confirm).
+    confirm_window_intervals: float = Field(2.5, ge=1.0)
+    # No silent clear (clinical.md §8): the fastest documented defervescence is about 1.6 °C in
+    # an hour (children after acetaminophen, Clin Pediatr 1993, PMID 8344044); critically ill
+    # adults cool about 0.2 °C/h. A wearable's temperature falling from the fever clear band or
+    # above by more than fall_allowance_c + fall_max_c_per_h x the time since (judged against
+    # the highest readings of the last fall_horizon_s) is a sensor leaving the skin, a wet site
+    # or a wrong reading: never a clear, and a technical alarm asking for an oral reading. At
+    # 15 min that is 1.4 °C, the bound the reference sheet infers (about 1.5 °C within 15 min);
+    # the allowance covers noise, posture and a blanket taken off.
+    fall_max_c_per_h: float = Field(1.6, gt=0)
+    fall_allowance_c: float = Field(1.0, ge=0)
+    fall_horizon_s: float = Field(3600.0, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> FeverThresholds:
@@ -52,12 +70,30 @@ class TachycardiaThresholds(_Strict):
     # pulse NEWS2 scores 0 (51-90, normal); above 130 it would stay silent at >= 131, which
     # NEWS2 scores 3 (an urgent response on its own).
     threshold_bpm: float = Field(100.0, ge=90, le=130)
-    # Heart rate must stay above the threshold, with sensor contact, for the whole window.
+    # Confirmed when at least min_fraction of the readings (with sensor contact) over the window
+    # are above the threshold, its first and last minute mostly so: a few dips to 100 bpm do not
+    # reset it (a median would be 0.5), yet the rate must be high from start to end.
+    # window_s applies while a fever alert is open (fever with a fast heart rate is the CRS
+    # picture and must escalate fast); alone, a fast heart rate must last window_alone_s, longer
+    # than an ordinary walk (30 min: the sustained-tachycardia case of the clinical benchmark).
     window_s: float = Field(600.0, gt=0)
+    window_alone_s: float = Field(1800.0, gt=0)
+    min_fraction: float = Field(0.8, gt=0.5, le=1.0)
     # A gap in readings longer than this restarts the window: we cannot vouch for it.
     max_gap_s: float = Field(60.0, gt=0)
+    # Clears when min_fraction of the readings over clear_hold_s are below threshold - margin.
     clear_margin_bpm: float = Field(5.0, ge=0)
     clear_hold_s: float = Field(300.0, gt=0)
+    # An open tachycardia alert whose strap has sent no reading with contact for this long (taken
+    # off, out of range) is closed, saying the heart rate is no longer measured, instead of
+    # repeating all night about a value nobody can see (the fever alert never closes this way).
+    unobserved_close_s: float = Field(900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _windows(self) -> TachycardiaThresholds:
+        if self.window_alone_s < self.window_s:
+            raise ValueError("window_alone_s must be at least window_s")
+        return self
 
 
 class StaleDataThresholds(_Strict):
@@ -65,6 +101,13 @@ class StaleDataThresholds(_Strict):
 
     temperature_s: float = Field(600.0, gt=0)
     heart_rate_s: float = Field(300.0, gt=0)
+    # The missing-data window follows the device: at least this many expected sample intervals
+    # (a patch reporting every 15 min is not "silent" after 10 min).
+    missed_intervals: float = Field(3.0, ge=1.0)
+    # With no continuous temperature source configured (an oral thermometer only), no
+    # temperature from any source for this long is an alarm: Scott et al. 2025 had outpatients
+    # take their temperature every 8 h (clinical.md §2.3); one hour of grace.
+    spot_check_temperature_s: float = Field(9 * 3600.0, gt=0)
     contact_lost_s: float = Field(120.0, gt=0)
     disconnected_s: float = Field(300.0, gt=0)
     # Below 100: a level is never above 100 %, so 100 would alarm on every battery reading.
@@ -72,9 +115,9 @@ class StaleDataThresholds(_Strict):
     # Hysteresis (reliability.md §1 alarm fatigue: "hysteresis on clearing"): BATTERY_LOW clears
     # only at battery_low_percent + this margin, so a level flickering 19/20/21 % alarms once.
     battery_clear_margin_percent: float = Field(5.0, ge=0, le=100)
-    # A temperature (after the site offset) below this is taken as a patch off the skin, not a
-    # patient: it counts as lost sensor contact, so a fallen patch reading room air can neither
-    # clear a fever nor look like normal data. Inference from clinical.md §3 (false patch readings
+    # A temperature as the sensor reports it (before the site offset) below this is taken as a
+    # patch off the skin, not a patient: it counts as lost sensor contact, so a fallen patch
+    # reading room air can neither clear a fever nor look like normal data. Inference from clinical.md §3 (false patch readings
     # from a low-placed patch) and §6 (off-body: ask for an oral temperature); NEWS2 already
     # scores <= 35.0 °C as 3, so real readings this low are an emergency the patch cannot judge.
     off_body_below_c: float = Field(34.0, ge=25.0, le=37.0)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from daemon.hub import Hub
-from tests.support.faults import CareTeam, base_config, feed_fever, until
+from tests.support.faults import AFEBRILE_C, CareTeam, base_config, feed_fever, until
 from tests.support.hubs import FakeClock
 from tests.support.mosquitto import Mosquitto
 
@@ -201,7 +201,7 @@ def test_an_ack_for_a_cleared_alert_is_refused(mosquitto: Mosquitto, tmp_path: P
         async def body(hub: Hub, clock: FakeClock) -> None:
             feed_fever(hub, clock, minutes=2)
             (fever_id,) = hub.tracked
-            feed_fever(hub, clock, minutes=20, core_c=36.8)
+            feed_fever(hub, clock, minutes=20, core_c=AFEBRILE_C)
             assert hub.tracked == {}
             assert hub.store.journal(fever_id)[-1].state == "cleared"
             care_team.ack(fever_id, topic=hub.topics.alert_ack, correlation=b"late")

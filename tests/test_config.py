@@ -288,7 +288,7 @@ def check_config_problems(tmp_path: Path, text: str, *, command: str = "check-co
             "the window, so tachycardia could never be confirmed",
             id="tachycardia-gap-below-interval"),
         pytest.param(
-            MINIMAL + PATCH + "[thresholds.fever]\nconfirm_min_samples = 7\n",
+            MINIMAL + PATCH + "[thresholds.fever]\nconfirm_window_s = 300\nconfirm_min_samples = 7\n",
             "thresholds.fever.confirm_min_samples: 7 readings never fit in confirm_window_s "
             "(300 s) at one per 60 s from devices[0] ('temp-patch', profile 'temperature_patch'): "
             "at most 6 do, so no fever could ever be confirmed",

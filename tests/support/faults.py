@@ -355,6 +355,12 @@ def advance(hub: Hub, clock: FakeClock, seconds: float) -> None:
     hub.tick()
 
 
+# A temperature after a fever that clears it: below the 37.7 °C band, and within 1.0 °C of the
+# 38.6 °C fevers these tests raise. A jump straight down to 36.8 °C is faster than any fever
+# breaks: the rules treat it as a patch coming off (IMPLAUSIBLE_FALL), never a clear.
+AFEBRILE_C = 37.65
+
+
 def feed_fever(hub: Hub, clock: FakeClock, *, minutes: int, core_c: float = 38.6,
                bpm: int = 72) -> None:
     """``minutes`` of readings from the default config's two wearables: temperature every 60 s
