@@ -44,7 +44,13 @@ from daemon.payloads import (
     Tier,
 )
 from daemon.profiles import DeviceProfile
-from daemon.reading_policy import device_value_readings, measurement_readings, site_offset_c
+from daemon.reading_policy import (
+    device_value_readings,
+    is_spot_check,
+    manual_reading,
+    measurement_readings,
+    site_offset_c,
+)
 from daemon.readings import Reading, Vital
 from daemon.rules import ClinicalRules
 from daemon.symptoms import SymptomReports, UnknownSymptom
@@ -227,6 +233,7 @@ class DeviceState:
     settings: DeviceSettings
     profile: DeviceProfile
     offset_c: float
+    spot_check: bool = False
     connected: bool = False
     last_reading_at: datetime | None = None
     battery_percent: int | None = None
@@ -285,7 +292,8 @@ class Monitor:
             profile = profiles.get(device.profile)
             if profile is None:
                 raise ValueError(f"device {device.id}: unknown device profile {device.profile!r}")
-            self.devices[device.id] = DeviceState(device, profile, site_offset_c(device, profile))
+            self.devices[device.id] = DeviceState(device, profile, site_offset_c(device, profile),
+                                                  is_spot_check(profile))
         self.clinical = ClinicalRules(config.thresholds, new_id=new_id)
         self.technical = TechnicalAlarms(config.thresholds.stale, config.thresholds.hub,
                                          new_id=new_id)
@@ -353,11 +361,13 @@ class Monitor:
                     self.counters.by_reason["unknown symptom"] += 1
                     log.warning("refused a report of an unknown symptom")
             case ManualReading():
-                # Accepted input whose rule arrives with the rules work; until then it is
-                # counted, never silently dropped.
-                self.counters.unsupported += 1
-                log.warning("%s is not handled by this version of the rules",
-                            type(inp).__name__)
+                reading = manual_reading(inp.temperature_c, t)
+                if reading is None:
+                    self.counters.by_reason["implausible manual reading"] += 1
+                    log.warning("refused a thermometer reading that cannot be a body "
+                                "temperature")
+                else:
+                    self._ingest([reading], t, out)
         if out.events:
             self._snapshot = None
         return out
@@ -456,9 +466,14 @@ class Monitor:
         self.started_at = t
         for device_id, state in self.devices.items():
             # Spot-check devices (a thermometer used by hand) have no sample interval: their
-            # silence between readings is normal, so only continuous wearables are watched.
-            if state.profile.expected_sample_interval_s is not None:
-                self.technical.expect(device_id, set(state.profile.vitals), t)
+            # silence between readings is normal and each reading is a deliberate measurement.
+            # Continuous wearables are watched at their own interval; a part-time one (a strap
+            # worn by day) does not alarm on being taken off.
+            interval = state.profile.expected_sample_interval_s
+            self.clinical.expect(device_id, interval_s=interval, spot_check=state.spot_check)
+            self.technical.expect(device_id, set(state.profile.vitals), t, interval_s=interval,
+                                  part_time=state.settings.wear == "part-time",
+                                  spot_check=state.spot_check)
         # Until the first CONNACK the broker counts as unreachable (it may never answer).
         self._transitions(self.technical.broker_connection(False, t), t, out)
 
@@ -483,7 +498,8 @@ class Monitor:
             if result.contact_lost:
                 self._transitions(self.technical.contact_lost(inp.device, t), t, out)
             return
-        readings = measurement_readings(result, inp.device, t, state.offset_c, self._off_body_c)
+        readings = measurement_readings(result, inp.device, t, state.offset_c, self._off_body_c,
+                                        spot_check=state.spot_check)
         self._ingest(readings, t, out)
 
     def _device_reading(self, inp: DeviceReading, t: datetime, out: MonitorOutput) -> None:
@@ -492,7 +508,8 @@ class Monitor:
             self.counters.by_reason["unknown device"] += 1
             return
         readings = device_value_readings(inp.device, inp.vital, inp.value, inp.sensor_contact,
-                                         t, state.offset_c, self._off_body_c)
+                                         t, state.offset_c, self._off_body_c,
+                                         spot_check=state.spot_check)
         self._ingest(readings, t, out)
 
     def ingest(self, readings: Iterable[Reading], at: datetime) -> MonitorOutput:

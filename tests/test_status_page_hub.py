@@ -134,7 +134,6 @@ def test_fever_alert_shown_and_i_have_called_reaches_the_care_team(
         assert acked["acknowledged_by"] == "patient"
 
 
-@pytest.mark.xfail(strict=True, reason="ManualReading lands with the rules work (issue 10)")
 def test_a_manual_reading_of_38_6_raises_a_fever_alert(
         hub_page: HubWithPage, mosquitto: Mosquitto, driver: Any) -> None:
     with Subscriber(mosquitto.port) as care_team:
