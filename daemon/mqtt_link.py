@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,9 @@ class MqttLink:
     def __post_init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
+        # time.monotonic() when the last established connection was found lost (the outbox
+        # re-sends what the broker acknowledged just before).
+        self.disconnected_at: float | None = None
         self.connected_event = asyncio.Event()
         self.v5 = self.settings.protocol == "5"
         self.client = mqtt.Client(
@@ -169,6 +173,7 @@ class MqttLink:
             self.callbacks.connected()
         elif not connected:
             if was:
+                self.disconnected_at = time.monotonic()
                 log.warning("MQTT connection lost: %s", reason)
             self.callbacks.disconnected(reason)
 

@@ -379,6 +379,32 @@ class Store:
         if self._db.execute("SELECT 1 FROM outbox WHERE seq = ?", (seq,)).fetchone():
             self._acked.add(seq)
 
+    def outbox_seqs(self, seqs: Iterable[int]) -> set[int]:
+        """Which of ``seqs`` are still pending in the outbox."""
+        wanted = set(seqs) - self._acked
+        if not wanted:
+            return set()
+        marks = ",".join("?" * len(wanted))
+        return {int(seq) for (seq,) in self._db.execute(
+            f"SELECT seq FROM outbox WHERE seq IN ({marks})", tuple(wanted))}
+
+    def restore_outbox(self, rows: Sequence[OutboxRow]) -> int:
+        """Put acknowledged rows back under their own seq (so they keep their place, oldest
+        first), durably; rows still in the outbox are left as they are. Returns how many."""
+        restored = 0
+        with self._transaction():
+            done = self._delete_acked()
+            for row in rows:
+                m = row.message
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO outbox (seq, topic, payload, qos, retain, created_at,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (row.seq, m.topic, m.payload, m.qos, int(m.retain), row.created_at,
+                     m.expires_at))
+                restored += cursor.rowcount
+        self._acked -= done
+        return restored
+
     def outbox_count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]) - len(self._acked)
 
