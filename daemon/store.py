@@ -329,6 +329,17 @@ class Store:
         self._acked -= done
         return seq
 
+    def enqueue_many(self, messages: Sequence[OutboundMessage], now: datetime, *,
+                     exclude: Iterable[int] = ()) -> list[int]:
+        """Several messages in one durable commit (e.g. a heartbeat's device statuses): one
+        fsync and one WAL page run instead of one per message."""
+        skip = tuple(exclude)
+        with self._transaction():
+            done = self._delete_acked()
+            seqs = [self._enqueue(m, now.timestamp(), skip) for m in messages]
+        self._acked -= done
+        return seqs
+
     def _delete_acked(self) -> set[int]:
         """Inside a transaction: delete the acknowledged rows; the caller forgets them only
         once the transaction has committed."""

@@ -219,3 +219,15 @@ def test_readings_are_batched_and_compacted_into_minutes(tmp_path: Path) -> None
     assert (mean, lo, hi, n) == (60.5, 60.0, 61.0, 60)
     store.compact_readings(T0 + timedelta(days=40), 48 * 3600, 35 * 86400)
     assert store.count_readings() == (0, 0)
+
+
+def test_enqueue_many_is_one_durable_commit_with_the_same_coalescing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    old = store.enqueue(OutboundMessage("t/a", b"old", 1, True), T0)
+    commits = synchronous_of_each_commit(store)
+    seqs = store.enqueue_many([OutboundMessage("t/a", b"a", 1, True),
+                               OutboundMessage("t/b", b"b", 1, True),
+                               OutboundMessage("t/e", b"e")], T0)
+    assert commits == [("FULL", {"outbox"})]
+    assert seqs == [old + 1, old + 2, old + 3]
+    assert [r.message.payload for r in store.pending()] == [b"a", b"b", b"e"]
