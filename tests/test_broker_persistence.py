@@ -157,7 +157,8 @@ def test_the_old_sixty_second_timer_loses_acknowledged_messages(tmp_path: Path) 
 
 
 async def _outbox_kill_run(tmp_path: Path, *, resend_window_s: float, waves: int,
-                           per_wave: int) -> tuple[set[str], set[str], OutboxStats]:
+                           per_wave: int, collect_wait_s: float = 10
+                           ) -> tuple[set[str], set[str], OutboxStats]:
     """The hub's Store + Outbox + MqttLink publish alert events; the broker is killed with -9
     the instant the last PUBACK of each wave reaches the outbox (before the broker's save can
     have finished), then restarted; the offline console must get every event."""
@@ -208,7 +209,7 @@ async def _outbox_kill_run(tmp_path: Path, *, resend_window_s: float, waves: int
             await _until(lambda: state["kill_at"] is None, 10)
             broker.start()
             await _until(lambda: link.connected and outbox.pending == 0, 15)
-        got = _console_collects(port, sent, 10)
+        got = _console_collects(port, sent, collect_wait_s)
     finally:
         await link.stop()
         store.close()
@@ -235,6 +236,6 @@ def test_without_the_resend_window_a_kill_at_puback_loses_events(tmp_path: Path)
     # The broker alone (save on every change) does not close the window, which is what makes
     # the test above able to fail.
     sent, got, stats = asyncio.run(
-        _outbox_kill_run(tmp_path, resend_window_s=0.0, waves=3, per_wave=1))
+        _outbox_kill_run(tmp_path, resend_window_s=0.0, waves=3, per_wave=1, collect_wait_s=2))
     assert stats.resent_after_link_loss == 0
     assert sent - got, "expected the kill at PUBACK to lose something without the re-send"
