@@ -8,7 +8,8 @@ Each row module runs in a fresh worker process (``python -m bench.<module>``), o
 other, so that no measurement shares a heap or a CPU with another. Every row shows its figure,
 a floor measured in the same run on the same machine, the ratio of the two, the goal and
 PASS/FAIL. The exit status is 1 when any row misses its goal (or could not be measured).
-The module docstrings (bench/latency.py, ingest.py, memory.py, startup.py, soak.py, fleet.py)
+The module docstrings (bench/latency.py, ingest.py, memory.py, startup.py, soak.py, fleet.py,
+disk_writes.py, broker_persistence.py)
 say exactly what each row measures.
 """
 
@@ -31,6 +32,8 @@ SUITE: tuple[tuple[str, str, str], ...] = (
     ("startup", "Start-up to READY=1", "<= 1 s"),
     ("fleet", "Fleet of 1,000 hubs", "0 lost alerts"),
     ("replay", "Replay of a patient-week", "<= 10 s"),
+    ("disk_writes", "Disk writes, 4 wearables at 1 Hz", "<= 150 MB/day"),
+    ("broker_persistence", "Broker PUBACK p99, save on change", "<= 10 ms"),
 )
 TIMEOUT_S = {"quick": 120.0, "full": 900.0}
 

@@ -302,6 +302,19 @@ def test_care_team_reads_its_patients_alerts_and_writes_their_acks(broker: HubBr
     assert (response, b'{"accepted":true}') in team.received(until_topic=response)
 
 
+def test_care_team_writes_receipts_for_its_own_patients_only(broker: HubBroker) -> None:
+    hub = broker.connected(HUB_A)
+    team = broker.connected(TEAM)
+    receipt = topic(HUB_A, PATIENT_A, "alert/receipt")
+    assert ok(hub.subscribe(receipt))
+    assert ok(team.publish(receipt, b'{"event_id":"e1","consumer":"team-oncology"}'))
+    assert (receipt, b'{"event_id":"e1","consumer":"team-oncology"}') in hub.received(
+        until_topic=receipt)
+    for target in (topic(HUB_A, PATIENT_B, "alert/receipt"), topic(HUB_B, PATIENT_B,
+                                                                   "alert/receipt")):
+        assert team.publish(target) == NOT_AUTHORIZED, target
+
+
 def test_care_team_writes_nothing_but_acks(broker: HubBroker) -> None:
     team = broker.connected(TEAM)
     for target in (topic(HUB_A, PATIENT_A, "alert/event"), topic(HUB_A, PATIENT_A, "alert/state"),
@@ -458,6 +471,21 @@ def test_bridge_template_carries_alerts_out_and_acks_in(
             except queue.Empty:
                 assert time.monotonic() < deadline, "ack never crossed the bridge"
         assert (topic_, payload) == (ack, b'{"alert_id":"a1","actor":"nurse-7"}')
+
+        # Delivery receipts and team-addressed acks cross the bridge inward too, at QoS 1.
+        for leaf, body in (("alert/receipt", b'{"event_id":"e1","consumer":"team-oncology"}'),
+                           (f"alert/ack/{TEAM}", b'{"alert_id":"a1","actor":"nurse-7"}')):
+            inbound = topic(HUB_A, PATIENT_A, leaf)
+            assert ok(hub.subscribe(inbound))
+            deadline = time.monotonic() + WAIT
+            while True:
+                assert ok(team.publish(inbound, body))
+                try:
+                    topic_, payload, _ = hub.messages.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    assert time.monotonic() < deadline, f"{leaf} never crossed the bridge"
+            assert (topic_, payload) == (inbound, body)
     finally:
         for client in clients:
             client.close()
