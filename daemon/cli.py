@@ -220,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Starts a simulated BlueZ with a 'CRS onset' scenario, a broker, and the real "
         "hub pipeline, then prints the alerts a care team would receive.")
     demo.add_argument("--json", action="store_true", help="one JSON alert payload per line")
-    demo.add_argument("--time-scale", type=float, default=120.0,
-                      help="scenario seconds per real second (default 120)")
+    demo.add_argument("--time-scale", type=float, default=180.0,
+                      help="scenario seconds per real second (default 180)")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the hub's log")
     demo.set_defaults(func=cmd_demo)
 

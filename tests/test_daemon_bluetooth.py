@@ -95,19 +95,21 @@ def test_demo_json_prints_alerts_and_clears_within_a_minute() -> None:
     assert cleared[fever_alert] > fever_raised, states
     assert cleared[events[tachy_raised]["alert_id"]] > tachy_raised, states
     assert "you have a fever" in events[fever_raised]["patient_message"]
-    assert "heart rate has stayed high" in events[tachy_raised]["patient_message"]
+    assert "heart rate has stayed above 100 beats per minute" in events[tachy_raised]["patient_message"]
     assert elapsed < 60, f"demo took {elapsed:.1f} s"
 
-    # The same story replayed through the monitor gives the same clinical alerts, in the same
-    # order (escalations and the demo care team's acks depend on wall time, so they are left out).
+    # The same story replayed through the monitor gives the same clinical alerts: each raised
+    # as the same kind, in the same order, and cleared as the same (worst) kind. Escalations and
+    # the demo care team's acks depend on wall time, and which of two steps seconds apart (high
+    # fever, tachycardia) comes first depends on the live run's timing, so those are left out.
     def story(evs: list[dict[str, object]]) -> list[tuple[object, object]]:
         return [(e["kind"], e["state"]) for e in evs
-                if not e["technical"] and e["state"] in ("raised", "severity_changed", "cleared")]
+                if not e["technical"] and e["state"] in ("raised", "cleared")]
 
     config = demo_config(Path("/nonexistent"), 1883, "5")
     lines = scenario_rows(build_scenario("crs-onset"),
                           {HR_STRAP_ADDRESS: "chest-strap", TEMP_PATCH_ADDRESS: "temp-patch"},
-                          datetime(2026, 11, 2, tzinfo=UTC), until_s=7200)
+                          datetime(2026, 11, 2, tzinfo=UTC), until_s=9000)
     rows, bad = read_recording(config, io.StringIO("\n".join(
         line for i, line in enumerate(lines) if i == 0 or _after_start(line))))
     assert not bad
