@@ -232,6 +232,16 @@ class EmergencyRules:
             self._pressure.learned = learned_sbp_baseline
             self._pressure.restored = True
 
+    def warm_sbp_baseline(self, systolic_mmhg: Iterable[float]) -> SbpBaseline:
+        """Learn the baseline from stored systolic readings (oldest first) after a restart,
+        without evaluating them: history must not raise an alert twice. No effect once a
+        baseline is known. Before the first reading only."""
+        if self._started:
+            raise RuntimeError("warm_sbp_baseline() must be called before the first reading")
+        for value in systolic_mmhg:
+            self._learn(value)
+        return self.sbp_baseline()
+
     # -- hypoxia ---------------------------------------------------------------------------
 
     def _observe_spo2(self, reading: Reading, spot_check: bool) -> list[AlertTransition]:
@@ -384,3 +394,15 @@ def _key_of(transition: AlertTransition) -> EmergencyKey | None:
 def rule_key(transition: AlertTransition) -> EmergencyKey | None:
     """Which emergency alert a journal transition belongs to (None: not one of these)."""
     return _key_of(transition)
+
+
+def is_spot_check(characteristic: str | None, profile_decoders: Iterable[str]) -> bool:
+    """Whether an SpO2 value is a spot-check for :meth:`EmergencyRules.observe`.
+
+    ``characteristic``: the decoder name of the payload (``"plx_spot_check"``), when the monitor
+    has it (GattPayload); None for a DeviceReading, which then counts as a spot-check when the
+    device's profile has no continuous PLX decoder (``pulse_oximeter_spot_check``)."""
+    if characteristic is not None:
+        return characteristic == "plx_spot_check"
+    decoders = set(profile_decoders)
+    return "plx_spot_check" in decoders and "plx_continuous" not in decoders

@@ -186,6 +186,23 @@ class TemperatureBaseline:
         self._slide(track, at, reading.value)
         return self._evaluate(reading.device, track, at)
 
+    def warm(self, readings: Iterable[Reading]) -> int:
+        """Learn from stored readings (oldest first) after a restart, without raising: the
+        baseline takes days to build and must not start from nothing at every restart. Returns
+        how many were used. Call before live readings."""
+        used = 0
+        for reading in readings:
+            if reading.vital is not Vital.TEMPERATURE or reading.sensor_contact is False:
+                continue
+            track = self._tracks.setdefault(reading.device, _Track())
+            if track.last_at is not None and reading.observed_at < track.last_at:
+                continue
+            track.last_at = reading.observed_at
+            self._learn(track, reading.observed_at, reading.value)
+            self._slide(track, reading.observed_at, reading.value)
+            used += 1
+        return used
+
     def note_fever(self, transitions: Iterable[AlertTransition]) -> None:
         """Feed the fever engine's transitions: while a fever alert is open no new notice is
         raised (the patient's own alert already says more) and nothing is learned."""

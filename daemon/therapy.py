@@ -307,7 +307,8 @@ def due_items(settings: TherapySettings) -> list[DueItem]:
     items: list[DueItem] = []
     for window in monitoring_windows(settings):
         items.append(DueItem(window.start, Purpose.WINDOW_START, window))
-        items.extend(DueItem(t, Purpose.SPOT_CHECK, window) for t in spot_check_times(settings, window))
+        reminders = spot_check_times(settings, window)
+        items.extend(DueItem(t, Purpose.SPOT_CHECK, window) for t in reminders)
         items.append(DueItem(window.end, Purpose.WINDOW_END, window))
     return sorted(items, key=lambda item: (item.at, order[item.purpose]))
 

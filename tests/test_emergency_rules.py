@@ -88,7 +88,8 @@ def test_motion_flagged_spo2_85_does_not_raise() -> None:
     assert [tr.kind for tr in feed_payloads(rules, clean)] == [AlertKind.HYPOXIA]
 
 
-@pytest.mark.parametrize("flag_bit", [5, 2, 10])  # low perfusion, processing irregularity, interference
+# low perfusion, signal processing irregularity, sensor interference
+@pytest.mark.parametrize("flag_bit", [5, 2, 10])
 def test_signal_quality_flags_never_raise(flag_bit: int) -> None:
     rules = engine()
     stream = [
@@ -320,3 +321,29 @@ def test_hypotension_only_on_both_criteria_and_lifecycle_alternates(
     # raised, cleared, raised, ... : never two raises in a row
     assert all(a != b for a, b in itertools.pairwise(states))
     assert states[:1] in ([], [AlertState.RAISED])
+
+
+def test_warm_baseline_from_stored_readings_raises_nothing() -> None:
+    rules = engine()
+    warmed = rules.warm_sbp_baseline([85.0, 119.0, 121.0, 130.0])  # 85 is never learned
+    assert warmed == SbpBaseline(121.0, "learned", 3, 3)
+    assert rules.open_alerts() == []
+    assert rules.observe(sbp(112, 0)) == []  # 9 below: not yet
+    assert [tr.kind for tr in rules.observe(sbp(89, 60))] == [AlertKind.HYPOTENSION]
+    with pytest.raises(RuntimeError):
+        rules.warm_sbp_baseline([120.0])
+
+
+@pytest.mark.parametrize(
+    ("characteristic", "decoders", "expected"),
+    [
+        ("plx_spot_check", ["plx_continuous", "plx_spot_check"], True),
+        ("plx_continuous", ["plx_continuous", "plx_spot_check"], False),
+        (None, ["plx_spot_check", "battery_level"], True),
+        (None, ["plx_continuous", "plx_spot_check", "battery_level"], False),
+    ],
+)
+def test_is_spot_check(characteristic: str | None, decoders: list[str], expected: bool) -> None:
+    from daemon.emergency_rules import is_spot_check
+
+    assert is_spot_check(characteristic, decoders) is expected

@@ -48,8 +48,8 @@ def run(
     t = start_s
     while t < until_s:
         value = round(curve(t) + rng.gauss(0, noise_c), 2)
-        for tr in notice.observe(Reading("patch", Vital.TEMPERATURE, value, T0 + timedelta(seconds=t))):
-            out.append((t, tr))
+        reading = Reading("patch", Vital.TEMPERATURE, value, T0 + timedelta(seconds=t))
+        out.extend((t, tr) for tr in notice.observe(reading))
         t += every_s
     return out
 
@@ -187,3 +187,20 @@ def test_steady_afebrile_patients_get_no_notice(mean: float, amplitude: float, s
     notice = engine()
     assert run(notice, lambda t: circadian(t, mean, amplitude), 2 * DAY, every_s=120.0,
                seed=seed) == []
+
+
+def test_warm_from_stored_readings_keeps_the_baseline_across_a_restart() -> None:
+    rng = random.Random(3)
+    history = [
+        Reading("patch", Vital.TEMPERATURE, round(circadian(t) + rng.gauss(0, 0.05), 2),
+                T0 + timedelta(seconds=t))
+        for t in range(0, int(2 * DAY), 60)
+    ]
+    restarted = engine()
+    assert restarted.warm(history) == len(history)
+    assert restarted.open_alerts() == []
+    evening = restarted.baseline("patch", T0 + timedelta(days=2, hours=16))
+    assert evening is not None and evening.hour_bin == 16
+    # live again: a plateau is judged against the warmed baseline at once
+    raised = run(restarted, lambda t: circadian(t) + 0.8, 2 * DAY + 2 * 3600, start_s=2 * DAY)
+    assert [tr.kind for _, tr in raised] == [AlertKind.TEMPERATURE_TREND]
