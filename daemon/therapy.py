@@ -9,7 +9,8 @@ step-up dose until 48 h after the target dose. Defaults below follow those; ever
 configurable, per class and per dose, because labels change (re-check the current PI).
 
 Everything here is pure: the settings and a time in, windows, "day N of M", reminder times and
-scheduler job specs out. The shell hands the specs to APScheduler (:func:`make_trigger`).
+scheduler job specs out. The shell hands the specs to APScheduler with
+daemon/therapy_schedule.py (the core never imports APScheduler: pyproject's import contract).
 
 Surviving a restart: jobs are recomputed from the config at every start (stable ids, only future
 runs), not kept in a persistent job store. The config is the single source of truth: a dose
@@ -23,11 +24,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -340,17 +340,9 @@ class JobSpec:
     misfire_grace_time_s: int | None = 3600
     coalesce: bool = True
 
-    def add_job_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``scheduler.add_job(func, **kwargs)``."""
-        return {
-            "trigger": make_trigger(self),
-            "id": self.id,
-            "name": f"{self.purpose.value} ({' and '.join(self.window.labels)})",
-            "replace_existing": True,
-            "misfire_grace_time": self.misfire_grace_time_s,
-            "coalesce": self.coalesce,
-            "kwargs": {"purpose": self.purpose.value, "window_start": self.window.start},
-        }
+    @property
+    def name(self) -> str:
+        return f"{self.purpose.value} ({' and '.join(self.window.labels)})"
 
 
 def scheduler_jobs(settings: TherapySettings, now: datetime) -> list[JobSpec]:
@@ -386,34 +378,3 @@ def scheduler_jobs(settings: TherapySettings, now: datetime) -> list[JobSpec]:
                     run_date=window.end, misfire_grace_time_s=None)
         )
     return jobs
-
-
-def make_trigger(spec: JobSpec) -> Any:
-    """The APScheduler 3.x trigger for a spec (imported here so the rest stays import-light)."""
-    from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.date import DateTrigger
-
-    if spec.trigger == "date":
-        return DateTrigger(run_date=spec.run_date, timezone=UTC)
-    return CronTrigger(
-        **dict(spec.cron),
-        start_date=spec.start_date,
-        end_date=spec.end_date,
-        timezone=ZoneInfo(spec.timezone),
-    )
-
-
-def fire_times(spec: JobSpec, after: datetime, limit: int = 1000) -> Sequence[datetime]:
-    """The times APScheduler's own trigger would fire a job, from ``after`` (for tests and
-    the status page); uses the trigger's ``get_next_fire_time``."""
-    trigger = make_trigger(spec)
-    out: list[datetime] = []
-    previous: datetime | None = None
-    now = after
-    while len(out) < limit:
-        nxt = trigger.get_next_fire_time(previous, now)
-        if nxt is None:
-            break
-        out.append(nxt.astimezone(UTC))
-        previous, now = nxt, nxt + timedelta(microseconds=1)
-    return out

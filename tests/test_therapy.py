@@ -20,12 +20,12 @@ from daemon.therapy import (
     TherapySettings,
     due_between,
     due_items,
-    fire_times,
     monitoring_windows,
     scheduler_jobs,
     spot_check_times,
     status_at,
 )
+from daemon.therapy_schedule import fire_times, schedule_therapy
 
 NY = ZoneInfo("America/New_York")
 
@@ -245,11 +245,12 @@ def test_a_real_scheduler_takes_the_jobs_with_the_computed_run_times() -> None:
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.start(paused=True)
     try:
-        for spec in specs:
-            scheduler.add_job(_noop, **spec.add_job_kwargs())
+        ids = schedule_therapy(scheduler, _noop, therapy, now)
+        again = schedule_therapy(scheduler, _noop, therapy, now)  # a reload replaces, not adds
         scheduled = {job.id: job.next_run_time.astimezone(UTC) for job in scheduler.get_jobs()}
     finally:
         scheduler.shutdown(wait=False)
+    assert ids == again == [spec.id for spec in specs]
     assert set(scheduled) == {spec.id for spec in specs}
     later = datetime.now(UTC)
     expected: dict[str, datetime] = {}
