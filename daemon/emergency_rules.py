@@ -10,9 +10,12 @@ once (the monitor skips the patient-tier wait for this severity).
 Hypoxia (per device, patient-level alert): readings come only from valid oximeter values; the
 decoder already turns PLX invalid/questionable/low-perfusion/motion (erratic signal, interference)
 flags into no reading, so they never reach this engine. A *continuous* oximeter must show every
-reading below ``spo2_below_percent`` for a run spanning >= ``spo2_confirm_s`` with at least
-``spo2_min_samples`` readings and no gap > ``spo2_max_gap_s``; a brief desaturation (a finger
-squeezed, a sensor slipping) never raises. A *spot-check* value (PLX 0x2A5E) is a final,
+*majority* of its readings in the last ``spo2_window_s`` below ``spo2_below_percent`` (the upper
+median below it), after at least ``spo2_min_span_s`` of unbroken data (no gap >
+``spo2_max_gap_s``, no contact lost) and ``spo2_min_samples`` readings. A majority, not every
+reading: a patient hovering at 89-90 % reads 90 now and then and must still alarm (the benchmark
+found that miss); and a dip shorter than half the window (a finger squeezed, a sensor slipping,
+unflagged) never raises. A *spot-check* value (PLX 0x2A5E) is a final,
 device-averaged measurement the patient took on purpose: with ``spo2_spot_check_confirms`` one is
 enough. Clears when every device that was low has held >= threshold + margin for
 ``spo2_clear_hold_s``.
@@ -39,10 +42,12 @@ Time alone changes nothing: a stopped oximeter is TechnicalAlarms' NO_DATA, neve
 
 from __future__ import annotations
 
+import bisect
 import statistics
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,10 +79,11 @@ class EmergencyThresholds(BaseModel):
 
     # Crombie 2024 Table 3: "new SpO2 < 90 %" -> urgent contact or ED (clinical.md §2.1, §6).
     spo2_below_percent: float = Field(90.0, ge=50.0, le=100.0)
-    # Confirmation for continuous oximeters (inference, no source gives one): a minute of
-    # consistently low values rejects the transient dips wrist/finger sensors show on movement
-    # that the device did not flag, and costs little against "call emergency services now".
-    spo2_confirm_s: float = Field(60.0, ge=0)
+    # Confirmation for continuous oximeters (inference, no source gives one): most of the last
+    # two minutes below the threshold, so unflagged dips under a minute never raise, at a cost
+    # of about a minute against "call emergency services now".
+    spo2_window_s: float = Field(120.0, gt=0)
+    spo2_min_span_s: float = Field(60.0, ge=0)
     spo2_min_samples: int = Field(2, ge=1)
     # A longer silence breaks the run: we cannot vouch for the interval.
     spo2_max_gap_s: float = Field(120.0, gt=0)
@@ -107,6 +113,8 @@ class EmergencyThresholds(BaseModel):
     def _consistent(self) -> EmergencyThresholds:
         if self.spo2_below_percent + self.spo2_clear_margin_percent > 100.0:
             raise ValueError("spo2_below_percent + spo2_clear_margin_percent must be <= 100")
+        if self.spo2_min_span_s > self.spo2_window_s:
+            raise ValueError("spo2_min_span_s must not be above spo2_window_s")
         return self
 
 
@@ -131,8 +139,9 @@ class SbpBaseline:
 @dataclass
 class _OxygenTrack:
     last_at: datetime | None = None
-    low_since: datetime | None = None  # first reading of the current run below the threshold
-    low_count: int = 0
+    since: datetime | None = None  # first reading of the current unbroken run of data
+    window: deque[tuple[datetime, float]] = field(default_factory=deque)
+    ordered: list[float] = field(default_factory=list)  # the window's values, sorted
     cool_since: datetime | None = None  # first reading of the current run above the clear band
 
 
@@ -253,24 +262,30 @@ class EmergencyRules:
         gap = track.last_at is not None and (at - track.last_at).total_seconds() > t.spo2_max_gap_s
         track.last_at = at
         if reading.sensor_contact is False or gap:
-            track.low_since, track.low_count, track.cool_since = None, 0, None
+            track.since, track.cool_since = None, None
+            track.window.clear()
+            track.ordered.clear()
         if reading.sensor_contact is False:
             return []
         value = reading.value
-        if value < t.spo2_below_percent:
-            track.low_since = track.low_since or at
-            track.low_count += 1
-        else:
-            track.low_since, track.low_count = None, 0
+        track.since = track.since or at
+        track.window.append((at, value))
+        bisect.insort(track.ordered, value)
+        horizon = at - timedelta(seconds=t.spo2_window_s)
+        while track.window[0][0] <= horizon:
+            _, old = track.window.popleft()
+            del track.ordered[bisect.bisect_left(track.ordered, old)]
         if value >= t.spo2_below_percent + t.spo2_clear_margin_percent:
             track.cool_since = track.cool_since or at
         else:
             track.cool_since = None
-        confirmed = track.low_since is not None and (
+        upper_median = track.ordered[len(track.ordered) // 2]
+        confirmed = value < t.spo2_below_percent and (
             (spot_check and t.spo2_spot_check_confirms)
             or (
-                track.low_count >= t.spo2_min_samples
-                and (at - track.low_since).total_seconds() >= t.spo2_confirm_s
+                len(track.window) >= t.spo2_min_samples
+                and (at - track.since).total_seconds() >= t.spo2_min_span_s
+                and upper_median < t.spo2_below_percent
             )
         )
         out: list[AlertTransition] = []

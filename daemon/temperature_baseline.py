@@ -17,23 +17,30 @@ a baseline learned from the morning trough (the fixed fever rule runs regardless
 floor (``sd_floor_c``) so an unusually steady day cannot make noise look like a rise. No notice
 before ``min_baseline_samples`` readings in all.
 
-Notice (TEMPERATURE_TREND / LOW), raised on either, always below ``fever_c`` (at or above it the
-fever rule owns the patient):
+Each reading is judged as its *excess* over the baseline mean of its own time of day, so the
+daily curve and bin edges never look like a rise. Notice (TEMPERATURE_TREND / LOW), raised on
+either, only while the latest reading is below ``fever_c`` and no fever alert is open (at or
+above it the fever rule owns the patient):
 
-* sustained rise: the low median of the readings within ``sustain_window_s`` (at least
-  ``sustain_min_samples`` spanning ``sustain_min_span_s``) is above the bin's mean + ``sd_k`` SD;
-* rising trend: the least-squares slope over ``trend_window_s`` (at least ``trend_min_samples``
-  spanning 3/4 of the window) is >= ``trend_slope_c_per_h`` and the latest window median is above
-  the bin mean + ``trend_min_excess_sd`` SD (a recovery from a dip is not a rise).
+* sustained rise: the low median of the excesses within ``sustain_window_s`` (3 h; at least
+  ``sustain_min_samples`` spanning ``sustain_min_span_s``) is above ``sd_k`` SD. Longer than the
+  false rises a patch sees (a warm blanket for an hour, exertion), shorter than a plateau below
+  38 °C under antipyretics;
+* rising trend: the least-squares slope of the excesses over ``trend_window_s`` (1.5 h, at least
+  ``trend_min_samples`` spanning 3/4 of it) AND over each of its two halves is >=
+  ``trend_slope_c_per_h``, with the median excess of the last half above
+  ``trend_min_excess_sd`` SD. Both halves: a ramp rises in both, a step (a blanket pulled up)
+  in only one, so this path catches the slow pre-fever climb (Flora 2021) and not artefacts.
 
-Clears once the low median has been at or below mean + ``clear_k`` SD for ``clear_hold_s`` on
-every device that was high. Pure: time arrives on the readings; the zone is passed in.
+Clears once the median excess of the last ``clear_window_s`` has been at or below ``clear_k`` SD
+for ``clear_hold_s`` on every device that was high. Pure: time arrives on the readings; the zone is passed in.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -63,23 +70,26 @@ class TemperatureTrendThresholds(BaseModel):
     sd_k: float = Field(2.0, gt=0)
     # Inference: a thermometer's own error is +-0.1-0.3 °C (ISO 80601-2-56 allows 0.3 in the lab).
     sd_floor_c: float = Field(0.15, gt=0)
-    # Inference: 4 h bins resolve the day's curve (trough early morning, peak early evening)
-    # while filling in a day or two at a patch's one reading a minute.
-    bin_hours: int = Field(4, ge=1, le=24)
+    # Inference: 2 h bins follow the day's curve (trough early morning, peak early evening)
+    # closely enough that its slope within a bin stays small, and fill in a day or two at a
+    # patch's one reading a minute.
+    bin_hours: int = Field(2, ge=1, le=24)
     min_bin_samples: int = Field(60, ge=2)
     min_baseline_samples: int = Field(240, ge=2)  # about 4 h of a patch's data
     baseline_lag_s: float = Field(6 * 3600.0, ge=0)
-    # Sustained: half an hour above the limit (inference; the fever rule confirms over 5 min).
-    sustain_window_s: float = Field(1800.0, gt=0)
-    sustain_min_samples: int = Field(10, ge=1)
-    sustain_min_span_s: float = Field(1500.0, ge=0)
-    # Trend: +0.3 °C/h over 2 h, still below fever (inference; Flora 2021 saw changes ~3.5 h
-    # ahead of fever, which leaves room for a 2 h window).
-    trend_window_s: float = Field(7200.0, gt=0)
-    trend_min_samples: int = Field(20, ge=3)
+    # Sustained: the low median of 3 h above +2 SD, i.e. more than 1.5 h of it (inference).
+    sustain_window_s: float = Field(3 * 3600.0, gt=0)
+    sustain_min_samples: int = Field(60, ge=1)
+    sustain_min_span_s: float = Field(2.5 * 3600.0, ge=0)
+    # Trend: +0.3 °C/h over 90 min and over each half of it, still below fever (inference;
+    # Flora 2021 saw changes ~3.5 h ahead of fever; bench/protocols.py: 1 h windows gain lead
+    # but triple the false notices, 2 h lose a tenth of an hour of lead).
+    trend_window_s: float = Field(5400.0, gt=0)
+    trend_min_samples: int = Field(30, ge=6)
     trend_slope_c_per_h: float = Field(0.3, gt=0)
     trend_min_excess_sd: float = Field(1.0, ge=0)
-    # Hysteresis: clears at or below mean + 1 SD held for an hour.
+    # Hysteresis: clears once the last 30 min sit at or below +1 SD for an hour.
+    clear_window_s: float = Field(1800.0, gt=0)
     clear_k: float = Field(1.0, ge=0)
     clear_hold_s: float = Field(3600.0, gt=0)
 
@@ -138,9 +148,11 @@ class _Track:
     bins: dict[int, _Stats] = field(default_factory=dict)
     day: _Stats = field(default_factory=_Stats)
     pending: deque[tuple[datetime, float]] = field(default_factory=deque)  # not yet learned
+    # Excess over the baseline of each reading's own time of day:
     recent: deque[tuple[datetime, float]] = field(default_factory=deque)  # trend window
     window: deque[tuple[datetime, float]] = field(default_factory=deque)  # sustain window
-    ordered: list[float] = field(default_factory=list)  # the sustain window's values, sorted
+    ordered: list[float] = field(default_factory=list)  # the sustain window's excesses, sorted
+    latest: deque[tuple[datetime, float]] = field(default_factory=deque)  # clear window
     last_at: datetime | None = None
     cool_since: datetime | None = None
 
@@ -183,8 +195,11 @@ class TemperatureBaseline:
             track.cool_since = None  # a gap: we cannot vouch for the interval
         track.last_at = at
         self._learn(track, at, reading.value)
-        self._slide(track, at, reading.value)
-        return self._evaluate(reading.device, track, at)
+        base = self.baseline(reading.device, at)
+        if base is None:
+            return []
+        self._slide(track, at, reading.value - base.mean_c)
+        return self._evaluate(reading.device, track, at, reading.value, base)
 
     def warm(self, readings: Iterable[Reading]) -> int:
         """Learn from stored readings (oldest first) after a restart, without raising: the
@@ -199,7 +214,9 @@ class TemperatureBaseline:
                 continue
             track.last_at = reading.observed_at
             self._learn(track, reading.observed_at, reading.value)
-            self._slide(track, reading.observed_at, reading.value)
+            base = self.baseline(reading.device, reading.observed_at)
+            if base is not None:
+                self._slide(track, reading.observed_at, reading.value - base.mean_c)
             used += 1
         return used
 
@@ -256,57 +273,58 @@ class TemperatureBaseline:
             track.bins.setdefault(self._bin(when), _Stats()).add(old)
             track.day.add(old)
 
-    def _slide(self, track: _Track, at: datetime, value: float) -> None:
+    def _slide(self, track: _Track, at: datetime, excess: float) -> None:
         t = self._t
-        track.recent.append((at, value))
-        while track.recent[0][0] < at - timedelta(seconds=t.trend_window_s):
-            track.recent.popleft()
-        track.window.append((at, value))
-        bisect.insort(track.ordered, value)
-        while track.window[0][0] < at - timedelta(seconds=t.sustain_window_s):
+        for points, width in ((track.recent, t.trend_window_s), (track.latest, t.clear_window_s)):
+            points.append((at, excess))
+            while points[0][0] <= at - timedelta(seconds=width):
+                points.popleft()
+        track.window.append((at, excess))
+        bisect.insort(track.ordered, excess)
+        while track.window[0][0] <= at - timedelta(seconds=t.sustain_window_s):
             _, old = track.window.popleft()
             del track.ordered[bisect.bisect_left(track.ordered, old)]
 
-    def _slope_c_per_h(self, track: _Track) -> float | None:
+    def _rising(self, track: _Track) -> bool:
+        """Slope >= the threshold over the trend window and over each of its halves."""
         t = self._t
-        points = track.recent
+        points = list(track.recent)
         if len(points) < t.trend_min_samples:
-            return None
-        span = (points[-1][0] - points[0][0]).total_seconds()
-        if span < 0.75 * t.trend_window_s:
-            return None
-        t0 = points[0][0]
-        xs = [(p[0] - t0).total_seconds() / 3600.0 for p in points]
-        ys = [p[1] for p in points]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if sxx == 0:
-            return None
-        return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+            return False
+        if (points[-1][0] - points[0][0]).total_seconds() < 0.75 * t.trend_window_s:
+            return False
+        middle = points[-1][0] - timedelta(seconds=t.trend_window_s / 2)
+        halves = ([p for p in points if p[0] <= middle], [p for p in points if p[0] > middle])
+        return all(
+            len(part) >= t.trend_min_samples // 3
+            and (slope := _slope_per_h(part)) is not None
+            and slope >= t.trend_slope_c_per_h
+            for part in (points, *halves)
+        )
 
-    def _evaluate(self, device: str, track: _Track, at: datetime) -> list[AlertTransition]:
+    def _evaluate(
+        self, device: str, track: _Track, at: datetime, value: float, base: BaselineView
+    ) -> list[AlertTransition]:
         t = self._t
-        base = self.baseline(device, at)
-        if base is None:
-            return []
-        median = track.ordered[(len(track.ordered) - 1) // 2]  # low median of the window
+        low_median = track.ordered[(len(track.ordered) - 1) // 2]  # of the sustain window
         span = (at - track.window[0][0]).total_seconds()
-        # Below fever in the window AND now: a jump to 39 °C is the fever rule's alone.
-        afebrile_now = track.window[-1][1] < t.fever_c and not self._fever_open
+        afebrile_now = value < t.fever_c and not self._fever_open
         sustained = (
             afebrile_now
             and len(track.window) >= t.sustain_min_samples
             and span >= t.sustain_min_span_s
-            and base.limit_c < median < t.fever_c
+            and low_median > t.sd_k * base.sd_c
         )
-        slope = self._slope_c_per_h(track)
+        half = [e for when, e in track.recent
+                if when > at - timedelta(seconds=t.trend_window_s / 2)]
         rising = (
             afebrile_now
-            and slope is not None
-            and slope >= t.trend_slope_c_per_h
-            and base.mean_c + t.trend_min_excess_sd * base.sd_c < median < t.fever_c
+            and bool(half)
+            and statistics.median(half) > t.trend_min_excess_sd * base.sd_c
+            and self._rising(track)
         )
-        cool = median <= base.mean_c + t.clear_k * base.sd_c
+        recent_median = statistics.median(e for _, e in track.latest)
+        cool = recent_median <= t.clear_k * base.sd_c
         if cool:
             track.cool_since = track.cool_since or at
         else:
@@ -314,27 +332,32 @@ class TemperatureBaseline:
         if TREND not in self._book:
             if sustained or rising:
                 self._hot = {device}
+                excess_limit = t.sd_k if sustained else t.trend_min_excess_sd
                 return [
                     self._book.raise_alert(
                         TREND,
                         kind=AlertKind.TEMPERATURE_TREND,
                         severity=Severity.LOW,
-                        value=median,
+                        value=value,
                         unit="°C",
-                        threshold=base.limit_c if sustained else base.mean_c
-                        + t.trend_min_excess_sd * base.sd_c,
+                        # in °C at this time of day: the patient's own limit
+                        threshold=round(base.mean_c + excess_limit * base.sd_c, 2),
                         at=at,
                         device=device,
                     )
                 ]
             return []
-        if not cool:
+        if not cool or sustained or rising:
             self._hot.add(device)
+            track.cool_since = None  # still raised by either test: no clear, no re-raise loop
         if self._may_clear(device):
             self._hot = set()
             return [
                 self._book.clear(
-                    TREND, value=median, threshold=base.mean_c + t.clear_k * base.sd_c, at=at
+                    TREND,
+                    value=value,
+                    threshold=round(base.mean_c + t.clear_k * base.sd_c, 2),
+                    at=at,
                 )
             ]
         return []
@@ -351,3 +374,15 @@ class TemperatureBaseline:
 
 def _key_of(transition: AlertTransition) -> TrendKey | None:
     return TREND if transition.kind is AlertKind.TEMPERATURE_TREND else None
+
+
+def _slope_per_h(points: list[tuple[datetime, float]]) -> float | None:
+    """Least-squares slope in °C per hour; None when all points share one time."""
+    t0 = points[0][0]
+    xs = [(when - t0).total_seconds() / 3600.0 for when, _ in points]
+    ys = [v for _, v in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx

@@ -89,26 +89,38 @@ def test_slow_pre_fever_rise_raises_a_low_notice_well_before_38() -> None:
     assert t_notice > onset  # nothing before the rise
 
 
-def test_a_sustained_plateau_above_baseline_plus_2_sd_raises_and_then_clears() -> None:
+def test_a_sustained_plateau_above_baseline_plus_2_sd_raises_once_and_then_clears() -> None:
     notice = engine()
     start = 2 * DAY + 9 * 3600
 
     def story(t: float) -> float:
         if start <= t < start + 3 * 3600:
-            return circadian(t) + 0.8  # well above +2 SD, still below 38
+            return circadian(t) + 0.8  # a step to well above +2 SD, still below 38
         return circadian(t)
 
-    events = run(notice, story, start + 6 * 3600)
+    events = run(notice, story, start + 8 * 3600)
     states = [(tr.state, tr.alert_id) for _, tr in events]
-    assert [s for s, _ in states] == [AlertState.RAISED, AlertState.CLEARED]
+    assert [s for s, _ in states] == [AlertState.RAISED, AlertState.CLEARED]  # no flapping
     assert states[0][1] == states[1][1]
     t_raise, raised = events[0]
-    # the low median of the 30-min window passes the limit once over half of it is high
-    assert start + 15 * 60 <= t_raise <= start + 30 * 60
+    # a step is not a trend: the 3 h window's low median passes +2 SD after 1.5 h of it
+    assert start + 1.4 * 3600 <= t_raise <= start + 1.6 * 3600
     assert raised.threshold is not None and raised.value is not None
     assert raised.value > raised.threshold
     t_clear = events[1][0]
-    assert t_clear >= start + 3 * 3600 + 3600  # an hour back near baseline
+    # the 3 h window must fall back below +2 SD, then an hour at or below +1 SD
+    assert t_clear >= start + 5.4 * 3600
+
+
+def test_steps_like_a_warm_blanket_do_not_raise() -> None:
+    notice = engine()
+    start = 2 * DAY + 2 * 3600
+
+    def story(t: float) -> float:
+        blanket = start <= t < start + 80 * 60 or start + 6 * 3600 <= t < start + 6.5 * 3600
+        return circadian(t) + (0.6 if blanket else 0.0)
+
+    assert run(notice, story, start + 10 * 3600) == []
 
 
 def test_fever_readings_are_left_to_the_fever_rule_and_not_learned() -> None:
