@@ -358,3 +358,27 @@ def test_is_spot_check(characteristic: str | None, decoders: list[str], expected
     from daemon.emergency_rules import is_spot_check
 
     assert is_spot_check(characteristic, decoders) is expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(80, 99), st.integers(1, 90)), min_size=1, max_size=40))
+def test_hypoxia_raises_only_on_a_low_majority_and_alternates(
+    segments: list[tuple[int, int]]
+) -> None:
+    """Random runs of SpO2 values at 1 Hz: every raise has the latest value and most of the
+    last 120 s below 90 %, and the lifecycle is raised, cleared, raised, ..."""
+    rules = engine()
+    history: list[tuple[int, float]] = []
+    states: list[AlertState] = []
+    t = 0
+    for value, seconds in segments:
+        for _ in range(seconds):
+            history.append((t, value))
+            for tr in rules.observe(spo2(value, t)):
+                states.append(tr.state)
+                if tr.state is AlertState.RAISED:
+                    window = [v for s, v in history if s > t - 120]
+                    assert value < 90 and sum(v < 90 for v in window) > len(window) / 2
+            t += 1
+    assert all(a != b for a, b in itertools.pairwise(states))
+    assert states[:1] in ([], [AlertState.RAISED])
