@@ -133,6 +133,7 @@ def run_temperature(patients: int, days: int, seed_base: int = 1000) -> dict[str
         patient, events = _temp_patient(seed_base + seed, days)
         rng = random.Random(seed)
         fever = ClinicalRules(Thresholds(), new_id=_ids().__next__)
+        fever.expect("patch", interval_s=60.0)  # as the monitor declares the patch profile
         trend = TemperatureBaseline(TemperatureTrendThresholds(), new_id=_ids().__next__)
         end = days * DAY
         fever_at: float | None = None

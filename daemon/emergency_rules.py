@@ -411,13 +411,12 @@ def rule_key(transition: AlertTransition) -> EmergencyKey | None:
     return _key_of(transition)
 
 
-def is_spot_check(characteristic: str | None, profile_decoders: Iterable[str]) -> bool:
-    """Whether an SpO2 value is a spot-check for :meth:`EmergencyRules.observe`.
+def spo2_spot_check(characteristic: str | None, device_spot_check: bool) -> bool:
+    """The ``spot_check`` argument of :meth:`EmergencyRules.observe` for an SpO2 reading.
 
-    ``characteristic``: the decoder name of the payload (``"plx_spot_check"``), when the monitor
-    has it (GattPayload); None for a DeviceReading, which then counts as a spot-check when the
-    device's profile has no continuous PLX decoder (``pulse_oximeter_spot_check``)."""
-    if characteristic is not None:
-        return characteristic == "plx_spot_check"
-    decoders = set(profile_decoders)
-    return "plx_spot_check" in decoders and "plx_continuous" not in decoders
+    ``device_spot_check``: the monitor's own per-device flag (``DeviceState.spot_check``, from
+    ``reading_policy.is_spot_check``: a profile without a sample interval, such as
+    ``pulse_oximeter_spot_check``). ``characteristic``: the payload's decoder name when the
+    monitor has it (GattPayload), None for a DeviceReading: a continuous oximeter's optional PLX
+    Spot-check payloads (0x2A5E) are spot checks too."""
+    return device_spot_check or characteristic == "plx_spot_check"

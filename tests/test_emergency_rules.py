@@ -346,18 +346,19 @@ def test_warm_baseline_from_stored_readings_raises_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("characteristic", "decoders", "expected"),
+    ("characteristic", "device_spot_check", "expected"),
     [
-        ("plx_spot_check", ["plx_continuous", "plx_spot_check"], True),
-        ("plx_continuous", ["plx_continuous", "plx_spot_check"], False),
-        (None, ["plx_spot_check", "battery_level"], True),
-        (None, ["plx_continuous", "plx_spot_check", "battery_level"], False),
+        ("plx_spot_check", False, True),  # a continuous oximeter's optional spot-check
+        ("plx_continuous", False, False),
+        (None, True, True),  # pulse_oximeter_spot_check: no sample interval
+        (None, False, False),
     ],
 )
-def test_is_spot_check(characteristic: str | None, decoders: list[str], expected: bool) -> None:
-    from daemon.emergency_rules import is_spot_check
+def test_spo2_spot_check(characteristic: str | None, device_spot_check: bool,
+                         expected: bool) -> None:
+    from daemon.emergency_rules import spo2_spot_check
 
-    assert is_spot_check(characteristic, decoders) is expected
+    assert spo2_spot_check(characteristic, device_spot_check) is expected
 
 
 @settings(max_examples=150, deadline=None)

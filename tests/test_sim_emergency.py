@@ -59,13 +59,16 @@ def _replay(name: str) -> tuple[list[tuple[float, AlertTransition]], int, Emerge
     """The scenario through decode -> readings -> fever rules + emergency rules, as the monitor
     wires them (fever transitions fed to the emergency engine). Returns transitions and the
     number of payloads the decoder voided."""
-    events = _events(name, 7500.0)
+    duration = build_scenario(name).duration_s
+    assert duration is not None
+    events = _events(name, duration)
     merged = sorted(
         (ev for evs in events.values() for ev in evs if isinstance(ev.action, Emit)),
         key=lambda ev: (ev.at_s, ev.order),
     )
     ids = (f"a{i}" for i in itertools.count())
     fever = ClinicalRules(Thresholds(), new_id=lambda: next(ids))
+    fever.expect("patch", interval_s=60.0)  # the temperature_patch profile, as the monitor does
     emergency = EmergencyRules(EmergencyThresholds(), new_id=lambda: next(ids))
     seen: list[tuple[float, AlertTransition]] = []
     voided = 0
