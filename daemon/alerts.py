@@ -19,6 +19,14 @@ class AlertKind(StrEnum):
     TACHYCARDIA = "tachycardia"
     FEVER_TACHYCARDIA = "fever_tachycardia"
     SYMPTOM_REPORTED = "symptom_reported"
+    # Emergency tier (daemon/emergency_rules.py; Crombie 2024): call emergency services now.
+    HYPOXIA = "hypoxia"
+    HYPOTENSION = "hypotension"
+    # The same alert once a fever is open too (ASTCT: fever plus hypoxia or hypotension).
+    FEVER_HYPOXIA = "fever_hypoxia"
+    FEVER_HYPOTENSION = "fever_hypotension"
+    # Care-team-only early warning (daemon/temperature_baseline.py): never shown to the patient.
+    TEMPERATURE_TREND = "temperature_trend"
     # Technical: the hub cannot see the patient properly. On by default.
     NO_DATA = "no_data"
     SENSOR_CONTACT_LOST = "sensor_contact_lost"
@@ -37,11 +45,28 @@ class AlertKind(StrEnum):
     def is_technical(self) -> bool:
         return self not in _CLINICAL
 
+    @property
+    def is_care_team_only(self) -> bool:
+        """Routed to the care team only: the patient is never told (a trend notice is a hint
+        for a nurse to look, not a finding to alarm a patient with)."""
+        return self in _CARE_TEAM_ONLY
+
 
 _CLINICAL = frozenset(
-    {AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.TACHYCARDIA, AlertKind.FEVER_TACHYCARDIA,
-     AlertKind.SYMPTOM_REPORTED}
+    {
+        AlertKind.FEVER,
+        AlertKind.HIGH_FEVER,
+        AlertKind.TACHYCARDIA,
+        AlertKind.FEVER_TACHYCARDIA,
+        AlertKind.SYMPTOM_REPORTED,
+        AlertKind.HYPOXIA,
+        AlertKind.HYPOTENSION,
+        AlertKind.FEVER_HYPOXIA,
+        AlertKind.FEVER_HYPOTENSION,
+        AlertKind.TEMPERATURE_TREND,
+    }
 )
+_CARE_TEAM_ONLY = frozenset({AlertKind.TEMPERATURE_TREND})
 
 
 class Severity(StrEnum):

@@ -6,7 +6,8 @@ multi-byte fields are little-endian. Three outcomes, never a guess:
 * a measurement dataclass, when the payload holds a usable number;
 * :class:`NoReading`, when the payload is well formed but says there is no valid value (an
   IEEE-11073 special value, "sensor contact not detected", a PLX invalid/questionable/unconnected
-  bit, a heart rate of 0). The reason is kept so the hub can raise a technical alarm;
+  bit or a PLX signal-quality bit such as low perfusion or an erratic signal, a heart rate of
+  0). The reason is kept so the hub can raise a technical alarm;
 * :class:`DecodeError`, when the payload is malformed (too short, trailing bytes, impossible date,
   out-of-range battery) or the characteristic is unknown.
 
@@ -459,13 +460,29 @@ _MEASUREMENT_STATUS_NO_READING: Mapping[int, str] = MappingProxyType(
 _SENSOR_CONTACT_LOST: Mapping[int, str] = MappingProxyType(
     {11: "sensor unconnected to user", 13: "sensor displaced"}
 )
-# ... and device faults that void the value.
+# ... device faults that void the value ...
 _SENSOR_NO_READING: Mapping[int, str] = MappingProxyType(
     {
         15: "sensor disconnected",
         14: "sensor malfunctioning",
         12: "unknown sensor connected",
         1: "equipment malfunction detected",
+    }
+)
+# ... and signal-quality flags. Motion and low perfusion are the classic causes of a falsely low
+# SpO2; PLX has no "motion" bit, the oximeter reports motion as an erratic, poor or irregular
+# signal or as interference. An emergency rule on SpO2 < 90 % must not fire on these (issue 13),
+# so they void the value too. Bits 0 (display update) and 9 (analysis ongoing) are informational.
+_SIGNAL_NO_READING: Mapping[int, str] = MappingProxyType(
+    {
+        10: "sensor interference detected",
+        8: "questionable pulse detected",
+        7: "nonpulsatile signal detected",
+        6: "erratic signal detected",
+        5: "low perfusion detected",
+        4: "poor signal detected",
+        3: "inadequate signal detected",
+        2: "signal processing irregularity detected",
     }
 )
 
@@ -487,6 +504,7 @@ def _plx_verdict(
     reasons = [
         *contact,
         *_bit_reasons(device_sensor_status, _SENSOR_NO_READING),
+        *_bit_reasons(device_sensor_status, _SIGNAL_NO_READING),
         *_bit_reasons(measurement_status, _MEASUREMENT_STATUS_NO_READING),
         *(why for label, v in values.items() if (why := _special_reason(label, v))),
     ]

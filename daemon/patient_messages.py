@@ -61,6 +61,8 @@ def patient_message(
     reading (a spot-check device or one typed in), which the fever text then names as such;
     the shell knows this from the alert's device.
     """
+    if (protocol_text := _protocol_message(kind, state, value, contact)) is not None:
+        return protocol_text
     if kind is AlertKind.SYMPTOM_REPORTED and state is not AlertState.CLEARED:
         return _symptom_message(symptoms, contact)
     if state is AlertState.CLEARED:
@@ -189,4 +191,56 @@ def _cleared(kind: AlertKind, value: float | None, contact: CareContact, *,
     return (
         "Your readings are back below the alert level. Keep wearing your monitor. If you feel "
         f"unwell, call {contact.team_name} at {contact.phone}."
+    )
+
+
+# --------------------------------------------------------------------------- issue 13 kinds
+# The emergency tier and the care-team-only trend notice (daemon/emergency_rules.py,
+# daemon/temperature_baseline.py), kept together so their every state is decided in one place.
+
+_EMERGENCY_KINDS = frozenset(
+    {AlertKind.HYPOXIA, AlertKind.HYPOTENSION, AlertKind.FEVER_HYPOXIA, AlertKind.FEVER_HYPOTENSION}
+)
+
+# Should a sink show a care-team-only notice anyway, it must not alarm: nothing in it is a
+# finding for the patient.
+_NEUTRAL = "Your readings have been shared with your care team. Keep wearing your monitor."
+
+
+def _protocol_message(
+    kind: AlertKind, state: AlertState, value: float | None, contact: CareContact
+) -> str | None:
+    """Texts for the issue-13 kinds in every state; None for every other kind."""
+    if kind.is_care_team_only:
+        return _NEUTRAL  # never shown: the hub routes these to the care team only
+    if kind not in _EMERGENCY_KINDS:
+        return None
+    if state is AlertState.CLEARED:
+        # Not "all clear": an episode like this needs the care team even once it has passed.
+        return (
+            "Your readings are back in the expected range. If you have not already, still call "
+            f"{contact.team_name} at {contact.phone} about this episode."
+        )
+    if state is AlertState.ACKNOWLEDGED:
+        return (
+            f"{contact.team_name} has seen this alert. If you have not reached emergency care, "
+            f"call {contact.emergency_number} now."
+        )
+    # clinical.md §6: get emergency help now; tell the provider about the treatment.
+    after = (
+        "Tell them you are being treated with immunotherapy and show your wallet card. "
+        f"Then let {contact.team_name} know at {contact.phone}."
+    )
+    fever = " and you have a fever" if kind in (
+        AlertKind.FEVER_HYPOXIA, AlertKind.FEVER_HYPOTENSION) else ""
+    if kind in (AlertKind.HYPOXIA, AlertKind.FEVER_HYPOXIA):
+        level = f" ({value:.0f} %)" if value is not None else ""
+        return (
+            f"Your oxygen level has stayed below 90 %{level}{fever}. "
+            f"Call {contact.emergency_number} now. {after}"
+        )
+    level = f" ({value:.0f} mmHg)" if value is not None else ""
+    return (
+        f"Your blood pressure is low{level}, well below your usual level{fever}. "
+        f"Call {contact.emergency_number} now. {after}"
     )

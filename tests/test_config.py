@@ -266,8 +266,9 @@ def check_config_problems(tmp_path: Path, text: str, *, command: str = "check-co
         #    minute; heart_rate_strap: one a second) --
         pytest.param(
             MINIMAL + '[[devices]]\nid = "d1"\nprofile = "no-such-profile"\n',
-            "devices[0].profile: unknown profile 'no-such-profile' (known: health_thermometer, "
-            "heart_rate_strap, temperature_patch)",
+            "devices[0].profile: unknown profile 'no-such-profile' (known: blood_pressure_cuff, "
+            "health_thermometer, heart_rate_strap, pulse_oximeter, pulse_oximeter_spot_check, "
+            "temperature_patch)",
             id="unknown-profile"),
         pytest.param(
             MINIMAL + PATCH + "[thresholds.stale]\ntemperature_s = 30\n",
@@ -358,8 +359,9 @@ def test_run_refuses_the_same_configs_without_a_traceback(tmp_path: Path) -> Non
         "or 'emergency'"]
     text = text.replace("[escalation]\nrepeat_min = { hgh = 15 }\n", "")
     assert check_config_problems(tmp_path, text, command="run") == [
-        "devices[0].profile: unknown profile 'no-such-profile' (known: health_thermometer, "
-        "heart_rate_strap, temperature_patch)"]
+        "devices[0].profile: unknown profile 'no-such-profile' (known: blood_pressure_cuff, "
+        "health_thermometer, heart_rate_strap, pulse_oximeter, pulse_oximeter_spot_check, "
+        "temperature_patch)"]
 
 
 def test_repeat_min_is_keyed_by_severity_and_keeps_defaults_not_given() -> None:

@@ -386,7 +386,7 @@ def test_plx_continuous_all_fields() -> None:
         "6000 4a00"  # fast: SpO2 96, PR 74
         "6200 4600"  # slow: SpO2 98, PR 70
         "8000"  # measurement status 0x0080: bit 7 validated data
-        "200000"  # device/sensor status 0x000020: bit 5 low perfusion (still a value)
+        "010200"  # device/sensor status 0x000201: bits 0 display update, 9 analysis ongoing
         "19f0"  # PAI: SFLOAT mantissa 25, exponent -1 = 2.5 %
     )
     assert decode("plx_continuous", payload) == PlxContinuous(
@@ -397,7 +397,7 @@ def test_plx_continuous_all_fields() -> None:
         spo2_slow_percent=98.0,
         pulse_rate_slow_bpm=70.0,
         measurement_status=0x0080,
-        device_sensor_status=0x000020,
+        device_sensor_status=0x000201,
         pulse_amplitude_index=2.5,
     )
 
@@ -436,6 +436,15 @@ def test_plx_continuous_measurement_status_no_reading(status_hex: str, reason: s
         ("008000", "sensor disconnected", False),  # bit 15: probe off the device
         ("004000", "sensor malfunctioning", False),  # bit 14
         ("020000", "equipment malfunction detected", False),  # bit 1
+        # Signal quality: motion shows as these; low perfusion reads falsely low (issue 13).
+        ("040000", "signal processing irregularity detected", False),  # bit 2
+        ("080000", "inadequate signal detected", False),  # bit 3
+        ("100000", "poor signal detected", False),  # bit 4
+        ("200000", "low perfusion detected", False),  # bit 5
+        ("400000", "erratic signal detected", False),  # bit 6
+        ("800000", "nonpulsatile signal detected", False),  # bit 7
+        ("000100", "questionable pulse detected", False),  # bit 8
+        ("000400", "sensor interference detected", False),  # bit 10
     ],
 )
 def test_plx_continuous_sensor_status_no_reading(
@@ -502,6 +511,13 @@ def test_plx_spot_check_pai_and_sensor_status() -> None:
     assert decode("2a5e", h("0c 6200 4100 000000 19f0")) == PlxSpotCheck(
         98.0, 65.0, device_sensor_status=0, pulse_amplitude_index=2.5
     )
+
+
+def test_plx_spot_check_low_spo2_with_motion_flag_is_no_reading() -> None:
+    # 06: status + sensor status; SpO2 85, PR 110; status 0; 0x000040 bit 6 erratic signal
+    result = no_reading("2a5e", "06 5500 6e00 0000 400000")
+    assert (result.reason, result.contact_lost) == ("erratic signal detected", False)
+    assert result.fields["spo2_percent"] == 85.0
 
 
 def test_plx_spot_check_displaced_is_contact_lost() -> None:

@@ -34,7 +34,8 @@ TS = datetime(2024, 3, 15, 8, 30, 5)
 
 # PLX status bits that turn a value into NoReading (see decoding.py).
 MEASUREMENT_STATUS_VOID = 0xFE00  # bits 9-15
-SENSOR_STATUS_VOID = (1 << 1) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15)
+# Device faults (1, 11-15) and signal quality (2-8, 10); bits 0 and 9 are informational.
+SENSOR_STATUS_VOID = sum(1 << b for b in (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15))
 
 timestamps = st.datetimes(min_value=datetime(1582, 1, 1), max_value=datetime(9999, 12, 31)).map(
     lambda t: t.replace(microsecond=0)

@@ -62,8 +62,15 @@ def test_default_directory_is_the_repository_copy_in_a_checkout() -> None:
     assert default_profiles_dir().resolve() == REPO_PROFILES
 
 
-def test_shipped_profiles_are_the_three_expected(shipped: dict[str, DeviceProfile]) -> None:
-    assert sorted(shipped) == ["health_thermometer", "heart_rate_strap", "temperature_patch"]
+def test_shipped_profiles_are_the_expected_ones(shipped: dict[str, DeviceProfile]) -> None:
+    assert sorted(shipped) == [
+        "blood_pressure_cuff",
+        "health_thermometer",
+        "heart_rate_strap",
+        "pulse_oximeter",
+        "pulse_oximeter_spot_check",
+        "temperature_patch",
+    ]
     assert load_profiles(REPO_PROFILES) == shipped
 
 
@@ -119,6 +126,40 @@ def test_temperature_patch(shipped: dict[str, DeviceProfile]) -> None:
         "battery_level": (normalize_uuid("2a19"), "read"),
     }
     assert set(patch.vitals) == {Vital.TEMPERATURE, Vital.BATTERY}
+
+
+def test_pulse_oximeters(shipped: dict[str, DeviceProfile]) -> None:
+    continuous, spot = shipped["pulse_oximeter"], shipped["pulse_oximeter_spot_check"]
+    for oximeter in (continuous, spot):
+        assert oximeter.discovery.service_uuids == (normalize_uuid("1822"),)
+        assert oximeter.measurement_site == "finger"
+        assert set(oximeter.vitals) == {Vital.SPO2, Vital.PULSE_RATE, Vital.BATTERY}
+    modes = {c.decoder: (c.uuid, c.mode, c.required) for c in continuous.characteristics}
+    assert modes == {
+        "plx_continuous": (normalize_uuid("2a5f"), "notify", True),
+        "plx_spot_check": (normalize_uuid("2a5e"), "indicate", False),
+        "battery_level": (normalize_uuid("2a19"), "read", False),
+    }
+    assert continuous.expected_sample_interval_s == 1.0
+    first = spot.characteristics[0]
+    assert (first.uuid, first.decoder, first.mode, first.required) == (
+        normalize_uuid("2a5e"), "plx_spot_check", "indicate", True)
+    assert spot.expected_sample_interval_s is None  # the patient takes readings by hand
+    # the same service: scanning must not guess which kind it is
+    assert match_profile("Oximeter", ["1822"], shipped) is None
+
+
+def test_blood_pressure_cuff(shipped: dict[str, DeviceProfile]) -> None:
+    cuff = shipped["blood_pressure_cuff"]
+    assert cuff.measurement_site == "upper_arm"
+    assert cuff.expected_sample_interval_s is None
+    bp = cuff.characteristics[0]
+    assert (bp.uuid, bp.decoder, bp.mode, bp.required) == (
+        normalize_uuid("2a35"), "blood_pressure_measurement", "indicate", True)
+    assert Vital.SYSTOLIC in cuff.vitals
+    assert match_profile("BP cuff", ["1810"], shipped) == cuff
+    text = (REPO_PROFILES / "blood_pressure_cuff.toml").read_text(encoding="utf-8")
+    assert "BONDING" in text and "docs/" in text
 
 
 def test_patch_offset_comment_cites_the_source_and_the_care_team() -> None:
@@ -289,7 +330,7 @@ def test_match_by_name_only_is_case_insensitive(shipped: dict[str, DeviceProfile
 
 
 def test_no_match(shipped: dict[str, DeviceProfile]) -> None:
-    assert match_profile("Kettle", ["1810"], shipped) is None
+    assert match_profile("Kettle", ["181d"], shipped) is None  # Weight Scale: no profile
     assert match_profile(None, [], shipped) is None
 
 

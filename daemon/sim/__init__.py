@@ -6,8 +6,12 @@ one standalone, :func:`build_scenario` for the ready scenarios.
 
 from daemon.sim.bluez import SimTiming
 from daemon.sim.scenarios import (
+    BP_CUFF_ADDRESS,
+    BP_CUFF_NAME,
     HR_STRAP_ADDRESS,
     HR_STRAP_NAME,
+    OXIMETER_ADDRESS,
+    OXIMETER_NAME,
     SCENARIOS,
     TEMP_PATCH_ADDRESS,
     TEMP_PATCH_NAME,
@@ -17,8 +21,12 @@ from daemon.sim.scenarios import (
 from daemon.sim.simulator import Delivered, SimulatedBluez
 
 __all__ = [
+    "BP_CUFF_ADDRESS",
+    "BP_CUFF_NAME",
     "HR_STRAP_ADDRESS",
     "HR_STRAP_NAME",
+    "OXIMETER_ADDRESS",
+    "OXIMETER_NAME",
     "SCENARIOS",
     "TEMP_PATCH_ADDRESS",
     "TEMP_PATCH_NAME",

@@ -23,11 +23,15 @@ from daemon.sim.wearables import (
     TimelineEvent,
     at,
     battery_stream,
+    blood_pressure_cuff,
+    blood_pressure_readings,
     constant,
     heart_rate_strap,
     heart_rate_stream,
     merge,
     periodic,
+    pulse_oximeter,
+    spo2_stream,
     temperature_stream,
     thermometer_patch,
 )
@@ -36,6 +40,10 @@ HR_STRAP_ADDRESS = "F0:0D:C0:DE:18:0D"
 TEMP_PATCH_ADDRESS = "F0:0D:C0:DE:18:09"
 HR_STRAP_NAME = "Polar H10 SIM"
 TEMP_PATCH_NAME = "TempPatch SIM"
+OXIMETER_ADDRESS = "F0:0D:C0:DE:18:22"
+OXIMETER_NAME = "PulseOx SIM"
+BP_CUFF_ADDRESS = "F0:0D:C0:DE:18:10"
+BP_CUFF_NAME = "BPCuff SIM"
 
 NORMAL_TEMP_C = 36.8
 NORMAL_HR_BPM = 74.0
@@ -240,10 +248,155 @@ def flaky(
     )
 
 
+# Fever for the emergency scenarios: above 38.0 °C from ~2130 s (raw; ~1800 s after a +0.5 °C
+# site offset), so the fever alert is open when the emergency sign appears (the combined kind).
+# It falls 1.7 °C in 30 min, within what the implausible-fall guard accepts of a fever breaking
+# (1.0 °C + 1.6 °C/h, daemon/temperature_fall.py), so it clears at the end.
+EMERGENCY_FEVER = Curve(
+    (
+        (0.0, 36.6),
+        (1200.0, 36.7),
+        (2400.0, 38.6),
+        (5000.0, 38.7),
+        (6800.0, 37.0),
+        (7500.0, 36.8),
+    )
+)
+# SpO2: normal, two motion episodes (the oximeter flags them; the values read ~12 % low), then a
+# fall below 90 % for ~20 min and recovery. Defaults: 60 s below 90 % raises; 300 s at >= 92 %
+# clears (daemon/emergency_rules.py).
+HYPOXIA_SPO2 = Curve(
+    (
+        (0.0, 97.0),
+        (2600.0, 96.0),
+        (3000.0, 87.0),  # below 90 from ~2870 s
+        (4200.0, 87.0),
+        (4800.0, 96.0),  # back above 92 at ~4530 s
+        (7500.0, 97.0),
+    )
+)
+HYPOXIA_MOTION = ((1000.0, 1060.0), (1500.0, 1530.0))
+
+
+def hypoxia(
+    *,
+    seed: int = 4,
+    spo2_interval_s: float = 1.0,
+    temp_interval_s: float = 30.0,
+    duration_s: float = 9000.0,
+) -> Scenario:
+    """Fever, then SpO2 below 90 % held: the emergency tier's FEVER_HYPOXIA path."""
+
+    def oximeter_timeline() -> Iterator[TimelineEvent]:
+        return merge(
+            spo2_stream(
+                HYPOXIA_SPO2,
+                interval_s=spo2_interval_s,
+                seed=seed,
+                motion=HYPOXIA_MOTION,
+                pulse=Curve(((0.0, 76.0), (2400.0, 104.0), (4800.0, 108.0), (7500.0, 80.0))),
+            ),
+            battery_stream(90, drain_percent_per_hour=1.0),
+        )
+
+    def patch_timeline() -> Iterator[TimelineEvent]:
+        return merge(
+            temperature_stream(EMERGENCY_FEVER, interval_s=temp_interval_s, seed=seed + 1000),
+            battery_stream(85, drain_percent_per_hour=1.0),
+        )
+
+    return Scenario(
+        name="hypoxia",
+        description="Fever above 38 °C, then SpO2 below 90 % for ~20 min (after two "
+        "motion-flagged false dips that must not alarm), then recovery.",
+        wearables=(
+            pulse_oximeter(OXIMETER_ADDRESS, oximeter_timeline, name=OXIMETER_NAME,
+                           battery_percent=90),
+            thermometer_patch(TEMP_PATCH_ADDRESS, patch_timeline, name=TEMP_PATCH_NAME,
+                              battery_percent=85),
+        ),
+        duration_s=duration_s,
+        milestones=(
+            (0.0, "baseline: 36.6 °C, SpO2 97 %"),
+            (1000.0, "motion: the oximeter reads ~85 % with the erratic-signal flag (ignored)"),
+            (2130.0, "temperature above 38.0 °C"),
+            (2870.0, "SpO2 below 90 %"),
+            (2930.0, "emergency: fever with hypoxia (SpO2 < 90 % for 60 s)"),
+            (4530.0, "SpO2 back above 92 %"),
+            (6800.0, "patch back at 37.0 °C; the fever alert clears about 7560 s"),
+            (duration_s, "end of story"),
+        ),
+    )
+
+
+# Systolic pressure: ~122 mmHg for the first readings (the learned baseline), then a fall to
+# 84 mmHg during the fever (< 90 and 38 below baseline), then recovery.
+HYPOTENSION_SBP = Curve(
+    (
+        (0.0, 122.0),
+        (2700.0, 121.0),
+        (4500.0, 84.0),
+        (5400.0, 84.0),
+        (6300.0, 101.0),
+        (7200.0, 118.0),
+    )
+)
+
+
+def hypotension(
+    *,
+    seed: int = 5,
+    bp_every_s: float = 900.0,
+    temp_interval_s: float = 30.0,
+    duration_s: float = 9000.0,
+) -> Scenario:
+    """Fever, then a cuff reading < 90 mmHg and >= 10 below the learned baseline."""
+
+    def cuff_timeline() -> Iterator[TimelineEvent]:
+        return merge(
+            blood_pressure_readings(
+                HYPOTENSION_SBP,
+                every_s=bp_every_s,
+                seed=seed,
+                noise_mmhg=1.0,
+                pulse=Curve(((0.0, 76.0), (2400.0, 106.0), (5400.0, 112.0), (7500.0, 82.0))),
+            ),
+            battery_stream(80, drain_percent_per_hour=0.5),
+        )
+
+    def patch_timeline() -> Iterator[TimelineEvent]:
+        return merge(
+            temperature_stream(EMERGENCY_FEVER, interval_s=temp_interval_s, seed=seed + 1000),
+            battery_stream(85, drain_percent_per_hour=1.0),
+        )
+
+    return Scenario(
+        name="hypotension",
+        description="Cuff readings every 15 min: ~122 mmHg (the learned baseline), then fever "
+        "and a fall to 84 mmHg, then recovery.",
+        wearables=(
+            blood_pressure_cuff(BP_CUFF_ADDRESS, cuff_timeline, name=BP_CUFF_NAME,
+                                battery_percent=80),
+            thermometer_patch(TEMP_PATCH_ADDRESS, patch_timeline, name=TEMP_PATCH_NAME,
+                              battery_percent=85),
+        ),
+        duration_s=duration_s,
+        milestones=(
+            (0.0, "cuff readings ~122 mmHg: the baseline is learned from the first three"),
+            (2130.0, "temperature above 38.0 °C"),
+            (4500.0, "cuff reads 84 mmHg: emergency, fever with hypotension"),
+            (6300.0, "recovery: 101 mmHg, then 118 mmHg clears the alert"),
+            (duration_s, "end of story"),
+        ),
+    )
+
+
 SCENARIOS: dict[str, Callable[..., Scenario]] = {
     "crs-onset": crs_onset,
     "steady": steady,
     "flaky": flaky,
+    "hypoxia": hypoxia,
+    "hypotension": hypotension,
 }
 
 

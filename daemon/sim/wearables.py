@@ -15,7 +15,13 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from daemon.encoding import encode_heart_rate, encode_temperature
+from daemon.encoding import (
+    encode_blood_pressure,
+    encode_heart_rate,
+    encode_plx_continuous,
+    encode_plx_spot_check,
+    encode_temperature,
+)
 from daemon.sim.bluez import CharacteristicSpec, PeripheralSpec, ServiceSpec, uuid16
 
 HEART_RATE_SERVICE = uuid16(0x180D)
@@ -31,6 +37,19 @@ BATTERY_LEVEL = uuid16(0x2A19)
 DEVICE_INFORMATION_SERVICE = uuid16(0x180A)
 MANUFACTURER_NAME = uuid16(0x2A29)
 MODEL_NUMBER = uuid16(0x2A24)
+PULSE_OXIMETER_SERVICE = uuid16(0x1822)
+PLX_SPOT_CHECK = uuid16(0x2A5E)
+PLX_CONTINUOUS = uuid16(0x2A5F)
+PLX_FEATURES = uuid16(0x2A60)
+BLOOD_PRESSURE_SERVICE = uuid16(0x1810)
+BLOOD_PRESSURE_MEASUREMENT = uuid16(0x2A35)
+BLOOD_PRESSURE_FEATURE = uuid16(0x2A49)
+
+# PLX Device and Sensor Status bit 6, "erratic signal detected": how an oximeter reports motion.
+PLX_ERRATIC_SIGNAL = 1 << 6
+# PLX Features: bit 1 = Device and Sensor Status supported; then the 16-bit Measurement Status
+# support (none here) and the 24-bit Device and Sensor Status support (bit 6 erratic signal).
+PLX_FEATURES_VALUE = (0x0002).to_bytes(2, "little") + (PLX_ERRATIC_SIGNAL).to_bytes(3, "little")
 
 TEMPERATURE_TYPE_ARMPIT = 1  # Health Thermometer "Temperature Type" 1 = armpit (axillary)
 BODY_LOCATION_CHEST = 1
@@ -227,6 +246,74 @@ def periodic(
         yield TimelineEvent(t, order, make(n))
 
 
+def spo2_stream(
+    curve: Curve,
+    *,
+    interval_s: float = 1.0,
+    seed: int = 0,
+    noise_percent: float = 0.6,
+    pulse: Curve | None = None,
+    start_s: float = 0.0,
+    until_s: float | None = None,
+    motion: Sequence[tuple[float, float]] = (),
+    motion_drop_percent: float = 12.0,
+    order: int = 40,
+) -> Iterator[TimelineEvent]:
+    """PLX Continuous Measurement (0x2A5F) notifications with the Device and Sensor Status
+    field. Inside a ``motion`` window the value reads falsely low by ``motion_drop_percent``
+    and carries the erratic-signal bit, as a real oximeter reports movement."""
+    rng = random.Random(seed)
+    pulse = pulse or constant(76.0)
+    for t in _ticks(interval_s, start_s, until_s):
+        moving = _in_any(t, motion)
+        value = curve.at(t) + rng.uniform(-noise_percent, noise_percent)
+        if moving:
+            value -= motion_drop_percent
+        percent = max(50, min(100, round(value)))
+        bpm = max(30, min(220, round(pulse.at(t) + rng.uniform(-1.5, 1.5))))
+        status = PLX_ERRATIC_SIGNAL if moving else 0
+        data = encode_plx_continuous(percent, bpm, device_sensor_status=status)
+        note = "motion" if moving else ""
+        yield TimelineEvent(t, order, Emit(PLX_CONTINUOUS, data, float(percent), note))
+
+
+def spo2_spot_checks(
+    readings: Sequence[tuple[float, float]], *, pulse_bpm: float = 80.0, order: int = 41
+) -> list[TimelineEvent]:
+    """PLX Spot-check Measurements (0x2A5E) at the given ``(at_s, spo2)`` times."""
+    return at(
+        [
+            (t, Emit(PLX_SPOT_CHECK, encode_plx_spot_check(round(v), round(pulse_bpm)), float(v)))
+            for t, v in readings
+        ],
+        order,
+    )
+
+
+def blood_pressure_readings(
+    systolic: Curve,
+    *,
+    every_s: float = 900.0,
+    start_s: float = 0.0,
+    until_s: float | None = None,
+    seed: int = 0,
+    noise_mmhg: float = 2.0,
+    pulse: Curve | None = None,
+    order: int = 50,
+) -> Iterator[TimelineEvent]:
+    """Blood Pressure Measurements (0x2A35, indicated) as a cuff sends them: one per reading the
+    patient takes, every ``every_s``. Diastolic follows at about 0.62 of systolic."""
+    rng = random.Random(seed)
+    pulse = pulse or constant(78.0)
+    for t in _ticks(every_s, start_s, until_s):
+        sbp = round(systolic.at(t) + rng.uniform(-noise_mmhg, noise_mmhg))
+        dbp = round(sbp * 0.62)
+        mean = round(dbp + (sbp - dbp) / 3)
+        bpm = round(pulse.at(t))
+        data = encode_blood_pressure(sbp, dbp, mean, pulse_rate=bpm)
+        yield TimelineEvent(t, order, Emit(BLOOD_PRESSURE_MEASUREMENT, data, float(sbp)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Wearables
 
@@ -237,7 +324,9 @@ class SimWearable:
 
     address: str
     name: str
-    kind: str  # "heart_rate_strap" | "thermometer_patch"
+    # "heart_rate_strap" | "thermometer_patch" | "pulse_oximeter" | "blood_pressure_cuff"; the
+    # last two are also the device-profile names to configure them with.
+    kind: str
     services: tuple[ServiceSpec, ...]
     advertised_uuids: tuple[str, ...]
     timeline: Timeline
@@ -346,6 +435,76 @@ def thermometer_patch(
         advertised_uuids=(HEALTH_THERMOMETER_SERVICE,),
         timeline=timeline,
         appearance=0x0303,  # Thermometer: Body
+        paired=paired,
+        battery_percent=battery_percent,
+    )
+
+
+def pulse_oximeter(
+    address: str,
+    timeline: Timeline,
+    *,
+    name: str = "PulseOx SIM",
+    battery_percent: int = 100,
+    paired: bool = False,
+) -> SimWearable:
+    """A finger oximeter on the standard PLX service: Continuous (notify), Spot-check
+    (indicate) and PLX Features, plus Battery and Device Information."""
+    services = (
+        ServiceSpec(
+            PULSE_OXIMETER_SERVICE,
+            (
+                CharacteristicSpec(PLX_CONTINUOUS, ("notify",)),
+                CharacteristicSpec(PLX_SPOT_CHECK, ("indicate",)),
+                CharacteristicSpec(PLX_FEATURES, ("read",), PLX_FEATURES_VALUE),
+            ),
+        ),
+        _battery_service(battery_percent),
+        _device_info("CRS Hub simulator", "PulseOx"),
+    )
+    return SimWearable(
+        address=address,
+        name=name,
+        kind="pulse_oximeter",
+        services=services,
+        advertised_uuids=(PULSE_OXIMETER_SERVICE,),
+        timeline=timeline,
+        appearance=0x0C41,  # Pulse Oximeter: Fingertip
+        paired=paired,
+        battery_percent=battery_percent,
+    )
+
+
+def blood_pressure_cuff(
+    address: str,
+    timeline: Timeline,
+    *,
+    name: str = "BPCuff SIM",
+    battery_percent: int = 100,
+    paired: bool = True,
+) -> SimWearable:
+    """An upper-arm cuff on the standard Blood Pressure service (0x2A35 indicated). Paired by
+    default: real cuffs must be bonded before they indicate (docs/protocols.md)."""
+    services = (
+        ServiceSpec(
+            BLOOD_PRESSURE_SERVICE,
+            (
+                CharacteristicSpec(BLOOD_PRESSURE_MEASUREMENT, ("indicate",)),
+                # Blood Pressure Feature: none of the optional detections supported.
+                CharacteristicSpec(BLOOD_PRESSURE_FEATURE, ("read",), bytes(2)),
+            ),
+        ),
+        _battery_service(battery_percent),
+        _device_info("CRS Hub simulator", "BPCuff"),
+    )
+    return SimWearable(
+        address=address,
+        name=name,
+        kind="blood_pressure_cuff",
+        services=services,
+        advertised_uuids=(BLOOD_PRESSURE_SERVICE,),
+        timeline=timeline,
+        appearance=0x0381,  # Blood Pressure: Arm
         paired=paired,
         battery_percent=battery_percent,
     )
