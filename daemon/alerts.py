@@ -27,6 +27,11 @@ class AlertKind(StrEnum):
     FEVER_HYPOTENSION = "fever_hypotension"
     # Care-team-only early warning (daemon/temperature_baseline.py): never shown to the patient.
     TEMPERATURE_TREND = "temperature_trend"
+    # Therapy windows (daemon/therapy_notices.py): a reminder to the patient to take a
+    # thermometer reading, and care-team notices that a monitoring window began or ended.
+    SPOT_CHECK_REMINDER = "spot_check_reminder"
+    MONITORING_WINDOW_STARTED = "monitoring_window_started"
+    MONITORING_WINDOW_ENDED = "monitoring_window_ended"
     # Technical: the hub cannot see the patient properly. On by default.
     NO_DATA = "no_data"
     SENSOR_CONTACT_LOST = "sensor_contact_lost"
@@ -64,9 +69,13 @@ _CLINICAL = frozenset(
         AlertKind.FEVER_HYPOXIA,
         AlertKind.FEVER_HYPOTENSION,
         AlertKind.TEMPERATURE_TREND,
+        AlertKind.SPOT_CHECK_REMINDER,
+        AlertKind.MONITORING_WINDOW_STARTED,
+        AlertKind.MONITORING_WINDOW_ENDED,
     }
 )
-_CARE_TEAM_ONLY = frozenset({AlertKind.TEMPERATURE_TREND})
+_CARE_TEAM_ONLY = frozenset({AlertKind.TEMPERATURE_TREND, AlertKind.MONITORING_WINDOW_STARTED,
+                             AlertKind.MONITORING_WINDOW_ENDED})
 
 
 class Severity(StrEnum):

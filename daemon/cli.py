@@ -124,7 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from daemon.demo import run_demo
 
     return asyncio.run(run_demo(json_output=args.json, time_scale=args.time_scale,
-                                verbose=args.verbose))
+                                verbose=args.verbose, scenario_name=args.scenario))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -217,9 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", help="run the whole pipeline on simulated wearables (no setup needed)",
-        description="Starts a simulated BlueZ with a 'CRS onset' scenario, a broker, and the real "
+        description="Starts a simulated BlueZ with a scenario (--scenario), a broker, and the real "
         "hub pipeline, then prints the alerts a care team would receive.")
     demo.add_argument("--json", action="store_true", help="one JSON alert payload per line")
+    demo.add_argument("--scenario", choices=("crs-onset", "hypoxia", "hypotension"),
+                      default="crs-onset",
+                      help="crs-onset (fever, fast heart rate; default), hypoxia or hypotension "
+                      "(the emergency tier: SpO2 or blood pressure, with fever)")
     demo.add_argument("--time-scale", type=float, default=180.0,
                       help="scenario seconds per real second (default 180)")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the hub's log")

@@ -31,6 +31,7 @@ from daemon.annunciator.settings import AnnunciatorSettings
 from daemon.profiles import DeviceProfile, ProfileError, load_profiles
 from daemon.readings import Vital
 from daemon.status_page_settings import StatusPageSettings
+from daemon.therapy import TherapySettings
 from daemon.thresholds import Thresholds
 
 _PSEUDONYM = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -202,6 +203,8 @@ class Config(_Section):
     home_assistant: HomeAssistantSettings = HomeAssistantSettings()
     status_page: StatusPageSettings = StatusPageSettings()
     annunciator: AnnunciatorSettings = AnnunciatorSettings()
+    # Doses and monitoring windows (daemon/therapy.py); None: no windows, alerts run anyway.
+    therapy: TherapySettings | None = None
     # Where device profiles live; None = the ones shipped with crs-hub.
     device_profiles_dir: Path | None = None
 
@@ -367,6 +370,24 @@ def validate_with_profiles(config: Config, profiles: Mapping[str, DeviceProfile]
                 "the window, so tachycardia could never be confirmed"
             )
 
+    oximeter = slowest(Vital.SPO2)
+    if oximeter is not None:
+        every, who = oximeter
+        em = t.emergency
+        if em.spo2_max_gap_s < every:
+            problems.append(
+                f"thresholds.emergency.spo2_max_gap_s: {em.spo2_max_gap_s:g} s is shorter than "
+                f"the {every:g} s between readings of {who}: every reading would break the run, "
+                "so low oxygen could never be confirmed"
+            )
+        steps = math.floor(em.spo2_window_s / every + 1e-9)
+        if em.spo2_min_samples > steps + 1:
+            problems.append(
+                f"thresholds.emergency.spo2_min_samples: {em.spo2_min_samples} readings never "
+                f"fit in spo2_window_s ({em.spo2_window_s:g} s) at one per {every:g} s from "
+                f"{who}: at most {steps + 1} do, so low oxygen could never be confirmed"
+            )
+
     continuous_temperature = [(i, d) for i, d, p in known
                               if _continuous(p, Vital.TEMPERATURE) is not None]
     if continuous_temperature and all(d.wear == "part-time" for _, d in continuous_temperature):
@@ -408,6 +429,21 @@ def profile_warnings(config: Config, profiles: Mapping[str, DeviceProfile]) -> l
         warnings.append(
             "devices: no configured device measures temperature; fever, the primary CRS sign, "
             "is seen only in readings entered by hand"
+        )
+    trend = config.thresholds.temperature_trend
+    patches = [(profiles[d.profile].expected_sample_interval_s, d.id) for d in config.devices
+               if d.profile in profiles
+               and _continuous(profiles[d.profile], Vital.TEMPERATURE) is not None]
+    slow = [(every, name) for every, name in patches if every is not None
+            and math.floor(trend.sustain_window_s / every) + 1 < trend.sustain_min_samples]
+    if trend.enabled and slow:
+        every, name = max(slow)
+        # Not an error: the fever rule still works; only the care-team notice never can.
+        warnings.append(
+            f"thresholds.temperature_trend.sustain_min_samples: {trend.sustain_min_samples} "
+            f"readings never fit in {trend.sustain_window_s:g} s at one per {every:g} s from "
+            f"{name!r}: the temperature-trend notice can never be raised (lower "
+            "sustain_min_samples and trend_min_samples)"
         )
     return warnings
 

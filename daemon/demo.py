@@ -29,12 +29,31 @@ from daemon.access_code import AccessCode, generate_code
 from daemon.config import Config, parse_config
 from daemon.hub import Hub, ScaledClock
 from daemon.service import run_service
-from daemon.sim.scenarios import HR_STRAP_ADDRESS, TEMP_PATCH_ADDRESS, build_scenario
+from daemon.sim.scenarios import build_scenario
 from daemon.sim.simulator import SimulatedBluez
 
 DEMO_TIMEOUT_S = 55.0
 # Skip most of the scenario's quiet baseline so the story fits in under a minute.
 SCENARIO_START_S = 900.0
+# The scenarios the demo can tell, and the alert kinds whose raise and clear end each story.
+DEMO_SCENARIOS: dict[str, tuple[frozenset[str], ...]] = {
+    "crs-onset": (frozenset({"fever", "high_fever", "fever_tachycardia"}),
+                  frozenset({"tachycardia"})),
+    "hypoxia": (frozenset({"hypoxia", "fever_hypoxia"}),),
+    "hypotension": (frozenset({"hypotension", "fever_hypotension"}),),
+}
+# A simulated wearable's kind -> (device id in the demo config, device profile).
+_DEVICES = {
+    "heart_rate_strap": ("chest-strap", "heart_rate_strap"),
+    "thermometer_patch": ("temp-patch", "temperature_patch"),
+    "pulse_oximeter": ("oximeter", "pulse_oximeter"),
+    "blood_pressure_cuff": ("bp-cuff", "blood_pressure_cuff"),
+}
+
+
+def demo_devices(scenario: str) -> dict[str, str]:
+    """Bluetooth address -> device id for the scenario's wearables."""
+    return {w.address: _DEVICES[w.kind][0] for w in build_scenario(scenario).wearables}
 
 
 def _free_port() -> int:
@@ -86,15 +105,15 @@ async def _wait_listening(port: int) -> None:
     raise RuntimeError("the demo broker did not start")
 
 
-def demo_config(data_dir: Path, port: int, protocol: str, page_port: int = 0) -> Config:
+def demo_config(data_dir: Path, port: int, protocol: str, page_port: int = 0,
+                scenario: str = "crs-onset") -> Config:
+    devices = [{"id": _DEVICES[w.kind][0], "profile": _DEVICES[w.kind][1], "address": w.address}
+               for w in build_scenario(scenario).wearables]
     return parse_config({
         "hub": {"id": "demo-hub", "data_dir": str(data_dir)},
         "patient": {"id": "p-demo", "care_team_name": "the CAR-T clinic",
                     "care_team_phone": "+1 555 0100", "temperature_unit": "F"},
-        "devices": [
-            {"id": "chest-strap", "profile": "heart_rate_strap", "address": HR_STRAP_ADDRESS},
-            {"id": "temp-patch", "profile": "temperature_patch", "address": TEMP_PATCH_ADDRESS},
-        ],
+        "devices": devices,
         "mqtt": {"host": "127.0.0.1", "port": port, "protocol": protocol, "reconnect_max_s": 1},
         "vitals": {"publish": False},
         # The patient's page, on this machine only (a demo has no business on the home Wi-Fi).
@@ -107,7 +126,9 @@ def demo_config(data_dir: Path, port: int, protocol: str, page_port: int = 0) ->
 class CareTeam:
     """Subscribes like a care-team console and collects alert events."""
 
-    def __init__(self, port: int, protocol: str, on_event: Callable[[dict[str, Any]], None]):
+    def __init__(self, port: int, protocol: str, on_event: Callable[[dict[str, Any]], None],
+                 story: tuple[frozenset[str], ...] = DEMO_SCENARIOS["crs-onset"]):
+        self.story = story
         self.events: list[dict[str, Any]] = []
         self.acked: set[str] = set()
         self._on_event = on_event
@@ -148,11 +169,9 @@ class CareTeam:
         self.client.loop_stop()
 
     def story_complete(self) -> bool:
+        """Each of the story's alerts raised and then cleared (under any of its kinds)."""
         seen = {(e["kind"], e["state"]) for e in self.events}
-        fever_done = any(k in {"fever", "high_fever", "fever_tachycardia"} and s == "cleared"
-                         for k, s in seen)
-        tachy_done = ("tachycardia", "cleared") in seen
-        return fever_done and tachy_done
+        return all(any(k in kinds and s == "cleared" for k, s in seen) for kinds in self.story)
 
 
 def format_event(event: dict[str, Any], start: datetime) -> str:
@@ -166,7 +185,8 @@ def format_event(event: dict[str, Any], start: datetime) -> str:
     return f"{head}\n    patient sees: {event['patient_message']}"
 
 
-async def run_demo(*, json_output: bool, time_scale: float, verbose: bool) -> int:
+async def run_demo(*, json_output: bool, time_scale: float, verbose: bool,
+                   scenario_name: str = "crs-onset") -> int:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = datetime.now(UTC).replace(microsecond=0)
@@ -179,19 +199,20 @@ async def run_demo(*, json_output: bool, time_scale: float, verbose: bool) -> in
     with tempfile.TemporaryDirectory(prefix="crs-hub-demo-") as tmp:
         workdir = Path(tmp)
         if not json_output:
-            print(f"crs-hub demo: simulated 'CRS onset' at {time_scale:g}x speed "
+            print(f"crs-hub demo: simulated {scenario_name!r} at {time_scale:g}x speed "
                   "(scenario minutes shown). Not a medical device.", flush=True)
-        scenario = build_scenario("crs-onset")
+        scenario = build_scenario(scenario_name)
         async with demo_broker(workdir) as (port, protocol), SimulatedBluez(
             scenario, time_scale=time_scale, start_at_s=SCENARIO_START_S
         ):
-            care_team = await asyncio.to_thread(CareTeam, port, protocol, show)
+            care_team = await asyncio.to_thread(CareTeam, port, protocol, show,
+                                                DEMO_SCENARIOS[scenario_name])
             if not await asyncio.to_thread(care_team.wait_ready):
                 print("demo: the care-team subscriber could not subscribe", file=sys.stderr)
                 return 1
             stop = asyncio.Event()
             page_port = _free_port()
-            config = demo_config(workdir / "data", port, protocol, page_port)
+            config = demo_config(workdir / "data", port, protocol, page_port, scenario_name)
             code = generate_code()
             AccessCode.from_code(code).save(config.hub.data_dir)
             print(f"demo: the patient's status page is at http://127.0.0.1:{page_port}/ "
@@ -212,6 +233,7 @@ async def run_demo(*, json_output: bool, time_scale: float, verbose: bool) -> in
             care_team.close()
         complete = care_team.story_complete()
         if not json_output:
-            print("demo: complete: fever and tachycardia alerts raised and cleared" if complete
+            kinds = " and ".join("/".join(sorted(k)) for k in care_team.story)
+            print(f"demo: complete: {kinds} raised and cleared" if complete
                   else "demo: INCOMPLETE: the expected alerts did not all arrive", flush=True)
         return 0 if complete else 1

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
@@ -40,17 +41,27 @@ from daemon.monitor import (
     MonitorInput,
     MonitorOutput,
     Start,
+    TherapyEvent,
     Tick,
 )
 from daemon.mqtt_link import IncomingMessage, LinkCallbacks, MqttLink
 from daemon.outbox import Outbox
 from daemon.outbox_sink import OutboxSink
-from daemon.payloads import AckResponse, AlertAck, AlertEvent, HubStatus, VitalsSample
+from daemon.payloads import (
+    AckResponse,
+    AlertAck,
+    AlertEvent,
+    HubStatus,
+    TherapyDay,
+    VitalsSample,
+)
 from daemon.profiles import DeviceProfile, load_profiles
 from daemon.readings import Reading, Vital
 from daemon.sinks import Sink
 from daemon.store import Store
 from daemon.telemetry import BestEffortTelemetry
+from daemon.therapy import Purpose, due_between, status_at
+from daemon.therapy_schedule import schedule_therapy
 from daemon.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -60,6 +71,8 @@ Clock = Callable[[], datetime]
 # A scheduled job failing this many times in a row is a hub fault: the technical alarm goes out
 # and the systemd watchdog pings stop, so a hub that only looks alive gets restarted.
 JOB_FAILURES_FOR_FAULT = 3
+# A therapy reminder that fell due while the hub was down is still given this late.
+REMINDER_CATCH_UP = timedelta(hours=1)
 
 
 def system_clock() -> datetime:
@@ -181,6 +194,7 @@ class Hub:
                                          for e in self.store.open_alert_records()])
         if restored:
             log.info("restored %d open alert(s) from the journal", restored)
+        last_seen = self._warm_baselines(now)
         self.submit(Start(now, self._mono()))
         self.link.start()
         self.scheduler = AsyncIOScheduler()
@@ -195,7 +209,48 @@ class Hub:
         for job, every_s in jobs:
             self.scheduler.add_job(self._on_loop(job), "interval", seconds=every_s,
                                    id=job.__name__, max_instances=1, coalesce=True)
+        self._schedule_therapy(now, last_seen)
         self.scheduler.start()
+
+    # --- issue 13: baselines and therapy windows (own methods: the rest of start() is shared) --
+    def _warm_baselines(self, now: datetime) -> datetime | None:
+        """Relearn the systolic and personal temperature baselines from the store (the monitor's
+        one documented call for it, Monitor.warm); returns when the hub last stored a reading."""
+        since = now - timedelta(days=self.config.storage.minute_retention_days)
+        readings = self.store.stored_readings((Vital.SYSTOLIC.value, Vital.TEMPERATURE.value),
+                                              since)
+        if readings:
+            systolic, temperatures = self.monitor.warm(readings)
+            log.info("baselines relearned from %d systolic and %d temperature readings",
+                     systolic, temperatures)
+        return self.store.last_reading_at()
+
+    def _schedule_therapy(self, now: datetime, last_seen: datetime | None) -> None:
+        """Therapy jobs on the scheduler, recomputed from the config at every start (stable ids:
+        daemon/therapy.py says why not a persistent job store); what fell due while the hub was
+        down is told now: window starts and ends, and only the latest missed reminder."""
+        therapy = self.config.therapy
+        if therapy is None or self.scheduler is None:
+            return
+        if last_seen is not None:
+            missed = due_between(therapy, last_seen, now)
+            # An hours-old reminder is noise (the job's own misfire grace is 1 h); starts and
+            # ends are always told.
+            fresh = [i for i in missed if i.purpose is Purpose.SPOT_CHECK
+                     and now - i.at <= REMINDER_CATCH_UP][-1:]
+            for item in missed:
+                if item.purpose is not Purpose.SPOT_CHECK or item in fresh:
+                    self.submit(TherapyEvent(item.purpose.value, item.window.start, now,
+                                             self._mono()))
+        ids = schedule_therapy(self.scheduler, self._on_therapy_job, therapy, now)
+        log.info("therapy: %d job(s) scheduled; %s", len(ids), status_at(therapy, now).text)
+
+    async def _on_therapy_job(self, purpose: str, window_start: datetime) -> None:
+        try:
+            self.submit(TherapyEvent(purpose, window_start, self.clock(), self._mono()))
+        except Exception:
+            log.exception("therapy job %s failed", purpose)
+            self._hub_fault(f"therapy job {purpose} failed")
 
     def _on_loop(self, job: Callable[[], None]) -> Callable[[], Coroutine[None, None, None]]:
         """APScheduler runs plain functions in a thread pool; the hub is single-threaded by design
@@ -378,7 +433,18 @@ class Hub:
             devices_connected=sum(d.connected for d in self.devices.values()) if online else None,
             devices_configured=len(self.devices),
             outbox_pending=self.outbox.pending if online else None,
+            **self._protocol_status(now) if online and now is not None else {},
         ).to_json()
+
+    def _protocol_status(self, now: datetime) -> dict[str, Any]:
+        """Issue 13 in the heartbeat: "day N of M" and the systolic baseline in use."""
+        therapy = self.config.therapy
+        return {
+            "therapy": TherapyDay.model_validate(status_at(therapy, now).as_payload())
+            if therapy is not None else None,
+            "sbp_baseline": self.monitor.emergency.sbp_baseline().as_payload()
+            if any(Vital.SYSTOLIC in d.profile.vitals for d in self.devices.values()) else None,
+        }
 
 
 def vitals_sample(latest: dict[Vital, Reading], now: datetime,

@@ -8,6 +8,10 @@ benchmarks all run this very code, so what a replay shows is what the hub would 
 What it owns:
 - the reading policy (daemon/reading_policy.py: site offset, plausibility, off-body);
 - the clinical rules (daemon/rules.py) and technical alarms (daemon/technical_alarms.py);
+- the emergency tier (daemon/emergency_rules.py: SpO2, systolic pressure, with fever combined),
+  the care-team-only temperature-trend notice (daemon/temperature_baseline.py) and the therapy
+  notices (daemon/therapy_notices.py); a partial NEWS2 (daemon/news2.py) and the baseline a
+  rule used go with care-team payloads, never into the patient's text (docs/protocols.md);
 - escalation and acknowledgement of open alerts (daemon/escalation.py);
 - device state (connected, last reading, battery) and counters of what it refused.
 
@@ -26,13 +30,16 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from daemon.alert_book import IdFactory, uuid4_id
 from daemon.alerts import AlertKind, AlertState, AlertTransition, Severity
 from daemon.config import Config, DeviceSettings
-from daemon.decoding import DecodeError, NoReading, decode
+from daemon.decoding import DecodeError, NoReading, characteristic_name, decode
+from daemon.emergency_rules import EmergencyRules, spo2_spot_check
 from daemon.escalation import TrackedAlert, acknowledge, due_escalations, track
+from daemon.news2 import score_latest
 from daemon.patient_messages import CareContact, patient_message
 from daemon.patient_reports import SYMPTOM_BY_NAME
 from daemon.payloads import (
@@ -40,6 +47,7 @@ from daemon.payloads import (
     AlertEvent,
     AlertStateSnapshot,
     DeviceStatus,
+    News2Score,
     OpenAlert,
     Tier,
 )
@@ -55,6 +63,9 @@ from daemon.readings import Reading, Vital
 from daemon.rules import ClinicalRules
 from daemon.symptoms import SymptomReports, UnknownSymptom
 from daemon.technical_alarms import TechnicalAlarms
+from daemon.temperature_baseline import TemperatureBaseline
+from daemon.therapy import Purpose, monitoring_windows
+from daemon.therapy_notices import TherapyNotices
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +196,18 @@ class SymptomReport:
     mono_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TherapyEvent:
+    """A scheduled moment of a therapy monitoring window (daemon/therapy.py): ``purpose`` is
+    ``window_start``, ``spot_check`` (remind the patient) or ``window_end``; ``window_start``
+    names the window."""
+
+    purpose: str
+    window_start: datetime
+    at: datetime
+    mono_s: float | None = None
+
+
 MonitorInput = (
     Start
     | GattPayload
@@ -199,6 +222,7 @@ MonitorInput = (
     | Acknowledgement
     | ManualReading
     | SymptomReport
+    | TherapyEvent
 )
 
 
@@ -298,6 +322,11 @@ class Monitor:
         self.technical = TechnicalAlarms(config.thresholds.stale, config.thresholds.hub,
                                          new_id=new_id)
         self.symptoms = SymptomReports(new_id=new_id)
+        self.emergency = EmergencyRules(config.thresholds.emergency, new_id=new_id)
+        zone = ZoneInfo(config.therapy.timezone) if config.therapy else UTC
+        self.trend = TemperatureBaseline(config.thresholds.temperature_trend, zone=zone,
+                                         new_id=new_id)
+        self.notices = TherapyNotices(new_id=new_id)
         # Escalation state of each open alert, keyed by alert_id; the alert itself is in the
         # engines' books (pruned on CLEARED).
         self._tracked: dict[str, TrackedAlert] = {}
@@ -327,9 +356,14 @@ class Monitor:
             case DeviceReading():
                 self._device_reading(inp, t, out)
             case Tick():
-                self._transitions(self.clinical.tick(t) + self.technical.tick(t)
-                                  + self.symptoms.tick(t), t, out)
+                fever = self.clinical.tick(t)
+                self._transitions(fever + self.emergency.note_fever(fever)
+                                  + self.emergency.tick(t) + self.trend.tick(t)
+                                  + self.technical.tick(t) + self.symptoms.tick(t), t, out)
+                self.trend.note_fever(fever)
                 self._escalate(t, out)
+            case TherapyEvent():
+                self._therapy(inp, t, out)
             case ConnectionChange():
                 self._connection(inp, t, out)
             case AdapterProblem():
@@ -381,8 +415,9 @@ class Monitor:
 
     def open_alerts(self) -> list[TrackedAlert]:
         """Every open alert with its escalation state, oldest first."""
-        current = (self.clinical.open_alerts() + self.symptoms.open_alerts()
-                   + self.technical.open_alerts())
+        current = (self.clinical.open_alerts() + self.emergency.open_alerts()
+                   + self.trend.open_alerts() + self.notices.open_alerts()
+                   + self.symptoms.open_alerts() + self.technical.open_alerts())
         alerts = []
         for transition in current:
             tracked = self._tracked.get(transition.alert_id)
@@ -456,9 +491,33 @@ class Monitor:
                 event.event_at if event.acknowledged_by else None)
             (technical if event.kind.is_technical else clinical).append(transition)
         self.clinical.restore(clinical)
+        self.emergency.restore(clinical)  # each engine takes its own kinds (and the fever)
+        self.trend.restore(clinical)
+        self.trend.note_fever(clinical)
+        self.notices.restore(clinical)
         self.symptoms.restore(clinical)
         self.technical.restore(technical)
         return len(self._tracked)
+
+    def warm(self, readings: Iterable[Reading]) -> tuple[int, int]:
+        """After a restart, before the first input: relearn the baselines (the systolic one and
+        the personal temperature one) from the store's readings, oldest first, without raising
+        anything. Readings of devices not configured, and temperatures a patch reported off the
+        skin (below ``stale.off_body_below_c`` before the site offset), are skipped. Returns
+        (systolic, temperature) readings used."""
+        systolic: list[float] = []
+        temperatures: list[Reading] = []
+        for reading in readings:
+            state = self.devices.get(reading.device)
+            if state is None:
+                continue
+            if reading.vital is Vital.SYSTOLIC:
+                systolic.append(reading.value)
+            elif reading.vital is Vital.TEMPERATURE \
+                    and reading.value - state.offset_c >= self._off_body_c:
+                temperatures.append(reading)
+        self.emergency.warm_sbp_baseline(systolic)
+        return len(systolic), self.trend.warm(temperatures)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -500,7 +559,7 @@ class Monitor:
             return
         readings = measurement_readings(result, inp.device, t, state.offset_c, self._off_body_c,
                                         spot_check=state.spot_check)
-        self._ingest(readings, t, out)
+        self._ingest(readings, t, out, characteristic_name(inp.characteristic))
 
     def _device_reading(self, inp: DeviceReading, t: datetime, out: MonitorOutput) -> None:
         state = self.devices.get(inp.device)
@@ -523,7 +582,10 @@ class Monitor:
             self._snapshot = None
         return out
 
-    def _ingest(self, readings: list[Reading], t: datetime, out: MonitorOutput) -> None:
+    def _ingest(self, readings: list[Reading], t: datetime, out: MonitorOutput,
+                characteristic: str | None = None) -> None:
+        """``characteristic``: the decoder name of the payload the readings came from (a
+        continuous oximeter's PLX Spot-check payloads are spot checks), None otherwise."""
         if not readings:
             return
         transitions: list[AlertTransition] = []
@@ -543,12 +605,31 @@ class Monitor:
                     if changed:
                         out.devices.append(self.device_status(reading.device,
                                                               self._time.stamp(t)))
-            transitions += clinical.observe(reading)
+            fever = clinical.observe(reading)
+            transitions += fever
+            transitions += self.emergency.note_fever(fever)  # the combined kinds
+            transitions += self.emergency.observe(
+                reading, spot_check=spo2_spot_check(characteristic, reading.spot_check))
+            self.trend.note_fever(fever)  # no notice while a fever is open
+            transitions += self.trend.observe(reading)
+            transitions += self.notices.observe(reading)
             transitions += technical.observe(reading)
             out.readings.append(
                 replace(reading, observed_at=self._time.stamp(reading.observed_at))
                 if stamped else reading)
         self._transitions(transitions, t, out)
+
+    def _therapy(self, inp: TherapyEvent, t: datetime, out: MonitorOutput) -> None:
+        try:
+            purpose = Purpose(inp.purpose)
+        except ValueError:
+            self.counters.by_reason["unknown therapy event"] += 1
+            log.warning("ignored a therapy event of unknown purpose %r", inp.purpose)
+            return
+        windows = monitoring_windows(self.config.therapy) if self.config.therapy else []
+        window = next((w for w in windows if w.start == inp.window_start), None)
+        self._transitions(self.notices.due(purpose, window.days if window else None, t), t,
+                          out)
 
     def _connection(self, inp: ConnectionChange, t: datetime, out: MonitorOutput) -> None:
         state = self.devices.get(inp.device)
@@ -630,7 +711,29 @@ class Monitor:
             patient_message=self._message(transition.kind, state, transition.value),
             acknowledged_by=acknowledged_by,
             technical=transition.kind.is_technical,
+            news2=self._news2(transition, t),
+            baseline=self._baseline(transition, t),
+            care_team_only=transition.kind.is_care_team_only,
         )
+
+    def _news2(self, transition: AlertTransition, t: datetime) -> News2Score | None:
+        """The partial NEWS2 of the latest fresh vitals, with each clinical event (care team
+        only: the patient's text never mentions a score)."""
+        if transition.kind.is_technical or transition.kind is AlertKind.SPOT_CHECK_REMINDER:
+            return None
+        score = score_latest(self.latest.values(), t)
+        if not score.scores:
+            return None
+        return News2Score.model_validate(score.as_payload())
+
+    def _baseline(self, transition: AlertTransition,
+                  t: datetime) -> dict[str, float | int | str | None] | None:
+        if transition.kind in (AlertKind.HYPOTENSION, AlertKind.FEVER_HYPOTENSION):
+            return self.emergency.sbp_baseline().as_payload()  # type: ignore[return-value]
+        if transition.kind is AlertKind.TEMPERATURE_TREND and transition.device is not None:
+            view = self.trend.baseline(transition.device, t)
+            return view.as_payload() if view else None  # type: ignore[return-value]
+        return None
 
     def _message(self, kind: AlertKind, state: AlertState, value: float | None) -> str:
         symptoms = [(SYMPTOM_BY_NAME[n].words, SYMPTOM_BY_NAME[n].emergency)
@@ -644,5 +747,7 @@ def _care_team_at_once(transition: AlertTransition) -> bool:
     """Emergency signs and what the patient reports go to the care team with no patient-tier
     wait: the patient is already told to call, and the team must know now."""
     return (transition.severity is Severity.EMERGENCY
-            or transition.kind is AlertKind.SYMPTOM_REPORTED)
+            or transition.kind is AlertKind.SYMPTOM_REPORTED
+            # Care-team-only notices (temperature_trend) have no patient tier at all.
+            or transition.kind.is_care_team_only)
 

@@ -213,6 +213,12 @@ def _protocol_message(
     """Texts for the issue-13 kinds in every state; None for every other kind."""
     if kind.is_care_team_only:
         return _NEUTRAL  # never shown: the hub routes these to the care team only
+    if kind is AlertKind.SPOT_CHECK_REMINDER:
+        if state is AlertState.CLEARED:
+            return "Thank you: your thermometer reading is recorded."
+        # Scott et al. 2025: a temperature every 8 h within the monitoring window.
+        return ("Please take your temperature with a thermometer now and enter it on the "
+                f"hub's page. If you feel unwell, call {contact.team_name} at {contact.phone}.")
     if kind not in _EMERGENCY_KINDS:
         return None
     if state is AlertState.CLEARED:

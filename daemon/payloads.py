@@ -36,6 +36,22 @@ class _Payload(BaseModel):
         return self.model_dump_json().encode()
 
 
+class News2Score(_Payload):
+    """A partial NEWS2 (daemon/news2.py) of the latest fresh vitals, for the care team only:
+    never put in ``patient_message`` or on the patient's page. Respiration rate, consciousness
+    and air-or-oxygen are not measured, so ``aggregate`` is a lower bound."""
+
+    partial: Literal[True] = True
+    aggregate: int = Field(ge=0)
+    aggregate_is_lower_bound: Literal[True] = True
+    response: Literal["low", "urgent", "emergency"]
+    single_parameter_3: bool
+    scores: dict[str, int]
+    values: dict[str, float]
+    missing: list[str]
+    spo2_scale: Literal[1] = 1
+
+
 class AlertEvent(_Payload):
     """One alert transition, published at QoS 1 (not retained) on ``.../alert/event``.
 
@@ -62,6 +78,13 @@ class AlertEvent(_Payload):
     patient_message: str
     acknowledged_by: str | None = None
     technical: bool = Field(description="True for technical alarms (the hub cannot see properly)")
+    # Care team only (docs/protocols.md §2, §6): the score of the latest vitals with each
+    # clinical event, and the baseline a hypotension or temperature-trend alert was judged on.
+    news2: News2Score | None = None
+    baseline: dict[str, float | int | str | None] | None = Field(
+        None, description="care team only: the baseline the rule used (SBP or temperature)")
+    care_team_only: bool = Field(
+        False, description="never shown, spoken or sounded to the patient (temperature_trend)")
 
 
 class OpenAlert(_Payload):
@@ -107,6 +130,19 @@ class AckResponse(_Payload):
     reason: str | None = None
 
 
+class TherapyDay(_Payload):
+    """Where the patient is in the therapy's monitoring windows ("monitoring day 2 of 2")."""
+
+    in_window: bool
+    day: int | None
+    of_days: int | None
+    window_start: str | None
+    window_end: str | None
+    after: list[str]
+    next_window_start: str | None
+    text: str
+
+
 class HubStatus(_Payload):
     """Retained on ``<prefix>/<hub_id>/status``; the Last Will sets state to offline."""
 
@@ -119,6 +155,10 @@ class HubStatus(_Payload):
     devices_connected: int | None = None
     devices_configured: int | None = None
     outbox_pending: int | None = None
+    # Issue 13: "day N of M" of the current monitoring window (daemon/therapy.py) and the
+    # systolic baseline the hypotension rule uses (care team: correct it in the config).
+    therapy: TherapyDay | None = None
+    sbp_baseline: dict[str, float | int | str | None] | None = None
 
 
 class DeviceStatus(_Payload):

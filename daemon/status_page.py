@@ -176,8 +176,15 @@ class StatusPage:
                     device.last_reading_at is None or status.last_reading_at > device.last_reading_at):
                 device.last_reading_at = status.last_reading_at
         for event in out.events:
-            if not event.technical and event.state in ("raised", "severity_changed"):
+            if not event.technical and event.state in ("raised", "severity_changed") \
+                    and not event.kind.is_care_team_only:
                 self.history.add_marker(event.event_at, kind_words(event.kind))
+
+    def _patient_alerts(self) -> list[OpenAlert]:
+        """The open alerts the patient may see: never a care-team-only notice
+        (temperature_trend, monitoring-window notices; docs/protocols.md §6)."""
+        return [a for a in (self.snapshot.open if self.snapshot else [])
+                if not a.kind.is_care_team_only]
 
     def set_link(self, connected: bool) -> None:
         self.link = connected
@@ -365,8 +372,7 @@ class StatusPage:
     def status_view(self, now: datetime) -> dict[str, Any]:
         """Everything the status template shows (tests read this too)."""
         stale = self.config.thresholds.stale
-        alerts = sorted(self.snapshot.open if self.snapshot else [],
-                        key=lambda a: (-a.severity.rank, a.raised_at))
+        alerts = sorted(self._patient_alerts(), key=lambda a: (-a.severity.rank, a.raised_at))
         temperature = self._vital_view(Vital.TEMPERATURE, now, stale.temperature_s)
         heart_rate = self._vital_view(Vital.HEART_RATE, now, stale.heart_rate_s)
         current = temperature["value"] is not None and not temperature["stale"]
@@ -499,7 +505,7 @@ class StatusPage:
     async def _ack(self, request: web.Request) -> web.StreamResponse:
         session = _session(request)
         alert_id = (await request.post()).get("alert_id")
-        open_ids = {a.alert_id for a in self.snapshot.open} if self.snapshot else set()
+        open_ids = {a.alert_id for a in self._patient_alerts()}
         if not isinstance(alert_id, str) or alert_id not in open_ids:
             log.warning("status page: acknowledgement for an alert that is not open refused")
             raise self._done(session, "info", "That alert is no longer open.")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from daemon.readings import Reading
+from daemon.readings import Reading, Vital
 
 _SCHEMA = """
 -- One row per (device, vital): raw readings name it by a small integer, not two strings.
@@ -291,6 +291,37 @@ class Store:
             done = self._delete_acked()
         self._acked -= done
         return folded
+
+    def stored_readings(self, vitals: Iterable[str], since: datetime) -> list[Reading]:
+        """Readings of ``vitals`` from ``since`` on, oldest first: the per-minute means of
+        compacted history, then the raw readings (for relearning baselines after a restart)."""
+        self.flush(force=True)
+        names = sorted(set(vitals))
+        if not names:
+            return []
+        marks = ",".join("?" * len(names))
+        start = since.timestamp()
+        rows = self._db.execute(
+            f"""
+            SELECT minute * 60.0 + 30.0 AS ts, device, vital, mean FROM readings_minute
+            WHERE vital IN ({marks}) AND minute * 60 >= ?
+            UNION ALL
+            SELECT r.ts, s.device, s.vital, r.value FROM raw_readings r
+            JOIN series s ON s.id = r.series WHERE s.vital IN ({marks}) AND r.ts >= ?
+            ORDER BY ts
+            """,
+            (*names, start, *names, start),
+        ).fetchall()
+        return [Reading(device, Vital(vital), float(value), datetime.fromtimestamp(ts, UTC))
+                for ts, device, vital, value in rows]
+
+    def last_reading_at(self) -> datetime | None:
+        """When the hub last stored a reading (it was running then)."""
+        self.flush(force=True)
+        row = self._db.execute(
+            "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM raw_readings"
+            " UNION ALL SELECT MAX(minute) * 60.0 + 59 FROM readings_minute)").fetchone()
+        return datetime.fromtimestamp(row[0], UTC) if row and row[0] is not None else None
 
     def count_readings(self) -> tuple[int, int]:
         self.flush(force=True)

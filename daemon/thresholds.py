@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from daemon.emergency_rules import EmergencyThresholds
+from daemon.temperature_baseline import TemperatureTrendThresholds
+
 # NEWS2 (clinical.md §4) scores temperature 36.1-38.0 °C and pulse 51-90 bpm as 0 (normal).
 NEWS2_NORMAL_TEMPERATURE_LOW_C = 36.1
 NEWS2_NORMAL_PULSE_LOW_BPM = 51.0
@@ -154,6 +157,9 @@ class Thresholds(_Strict):
     tachycardia: TachycardiaThresholds = TachycardiaThresholds()
     stale: StaleDataThresholds = StaleDataThresholds()
     hub: HubHealthThresholds = HubHealthThresholds()
+    # Issue 13 (docs/protocols.md): SpO2 and systolic pressure, and the care-team-only notice.
+    emergency: EmergencyThresholds = EmergencyThresholds()
+    temperature_trend: TemperatureTrendThresholds = TemperatureTrendThresholds()
 
     def problems(self) -> list[str]:
         """Settings each valid alone that together could never alarm or never clear, as
@@ -190,6 +196,14 @@ class Thresholds(_Strict):
                 f"{heart_band:g} bpm is not above {NEWS2_NORMAL_PULSE_LOW_BPM:g} bpm, the bottom "
                 "of NEWS2's normal pulse band: a resting heart rate would never fall below it, "
                 "so a tachycardia alert would never clear"
+            )
+        trend = self.temperature_trend
+        if trend.enabled and trend.fever_c > f.threshold_c:
+            # The notice is for afebrile readings; above the fever rule's threshold it would
+            # judge (and learn from) readings the fever rule already alarms on.
+            out.append(
+                f"temperature_trend.fever_c: {trend.fever_c:g} °C is above fever.threshold_c "
+                f"({f.threshold_c:g} °C): the care-team notice would learn fevers as baseline"
             )
         battery_clear = stale.battery_low_percent + stale.battery_clear_margin_percent
         if battery_clear > 100:

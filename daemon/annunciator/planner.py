@@ -80,6 +80,8 @@ class AnnunciatorPlanner:
 
     # --- inputs -------------------------------------------------------------------------------
     def observe(self, event: AlertEvent) -> None:
+        if event.kind.is_care_team_only:
+            return  # a hint for a nurse (temperature_trend): never sounded to the patient
         alert = self._alerts.get(event.alert_id)
         if event.state is AlertState.CLEARED:
             self._alerts.pop(event.alert_id, None)
@@ -115,7 +117,7 @@ class AnnunciatorPlanner:
             if alert_id not in open_ids and alert_id not in keep:
                 del self._alerts[alert_id]
         for item in snapshot.open:
-            if item.alert_id not in self._alerts:
+            if item.alert_id not in self._alerts and not item.kind.is_care_team_only:
                 self._alerts[item.alert_id] = _Alert(
                     item.alert_id, item.severity, _is_technical(item.kind), item.patient_message,
                     next(self._order), confirmed=item.acknowledged_by is not None,
