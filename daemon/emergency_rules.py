@@ -75,7 +75,7 @@ FEVER_KINDS = frozenset({AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.FEVER_
 class EmergencyThresholds(BaseModel):
     """``[thresholds.emergency]``. Every number is the care team's; defaults cited inline."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Crombie 2024 Table 3: "new SpO2 < 90 %" -> urgent contact or ED (clinical.md §2.1, §6).
     spo2_below_percent: float = Field(90.0, ge=50.0, le=100.0)

@@ -51,11 +51,13 @@ from daemon.monitor import (
     MonitorInput,
     Start,
     SymptomReport,
+    TherapyEvent,
     Tick,
 )
 from daemon.payloads import AlertEvent
 from daemon.profiles import DeviceProfile, load_profiles
 from daemon.readings import Vital
+from daemon.therapy import TherapySettings, due_items
 
 REQUIRED_COLUMNS = ("time", "device", "kind", "value")
 OPTIONAL_COLUMNS = ("sensor_contact", "monotonic_s")
@@ -248,13 +250,36 @@ def _inputs(rows: list[_Row], tail_s: float) -> Iterator[MonitorInput]:
         next_tick += 1
 
 
+def _with_therapy(inputs: Iterator[MonitorInput], settings: TherapySettings | None
+                  ) -> Iterator[MonitorInput]:
+    """A replay has no scheduler: after each tick, the therapy moments that fell due since the
+    previous one (daemon/therapy.py ``due_items``, as ``due_between`` gives them), so a replay
+    gives the same reminders and window notices as the hub, deterministically."""
+    if settings is None:
+        yield from inputs
+        return
+    items = due_items(settings)
+    index = 0
+    for inp in inputs:
+        yield inp
+        if isinstance(inp, Start):
+            # Only what falls due during the recording (due_between: after < at <= until).
+            while index < len(items) and items[index].at <= inp.at:
+                index += 1
+        elif isinstance(inp, Tick):
+            while index < len(items) and items[index].at <= inp.at:
+                item = items[index]
+                index += 1
+                yield TherapyEvent(item.purpose.value, item.window.start, inp.at, inp.mono_s)
+
+
 def replay_rows(config: Config, rows: list[_Row], *, tail_s: float = 0.0,
                 seed: int | None = None, profiles: dict[str, DeviceProfile] | None = None,
                 on_event: Callable[[AlertEvent], None] | None = None) -> ReplayResult:
     monitor = Monitor(config, profiles if profiles is not None
                       else load_profiles(config.device_profiles_dir), new_id=seeded_ids(seed))
     result = ReplayResult(rows=len(rows))
-    for inp in _inputs(rows, tail_s):
+    for inp in _with_therapy(_inputs(rows, tail_s), config.therapy):
         out = monitor.handle(inp)
         for event in out.events:
             result.events.append(event)

@@ -61,7 +61,7 @@ TREND: TrendKey = "temperature_trend"
 class TemperatureTrendThresholds(BaseModel):
     """``[thresholds.temperature_trend]``. Sources inline; numbers marked inference are ours."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     enabled: bool = True
     # ASTCT 2019 fever: readings at or above it are not "afebrile" and belong to the fever rule.

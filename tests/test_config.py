@@ -401,3 +401,97 @@ def test_no_temperature_device_is_a_warning_not_an_error(tmp_path: Path) -> None
     assert result.stderr.splitlines() == [
         "warning: devices: no configured device measures temperature; fever, the primary CRS "
         "sign, is seen only in readings entered by hand"]
+
+
+# --- issue 13: [thresholds.emergency], [thresholds.temperature_trend], [therapy] ----------------
+
+OXIMETER = ('[[devices]]\nid = "oximeter"\nprofile = "pulse_oximeter"\n'
+            'address = "AA:BB:CC:DD:EE:03"\n')
+THERAPY = """[therapy]
+product_class = "bispecific"
+product = "teclistamab"
+timezone = "America/New_York"
+[[therapy.doses]]
+at = 2026-12-01T09:00:00
+label = "step-up 1"
+kind = "step_up"
+"""
+
+
+def test_protocol_sections_default_and_parse(tmp_path: Path) -> None:
+    config = parse_config({"hub": {"id": "h"}, "patient": {
+        "id": "p", "care_team_name": "T", "care_team_phone": "+1 555 0100"}})
+    assert config.thresholds.emergency.spo2_below_percent == 90  # Crombie 2024
+    assert config.thresholds.emergency.sbp_below_mmhg == 90
+    assert config.thresholds.emergency.sbp_drop_mmhg == 10
+    assert config.thresholds.temperature_trend.sd_k == 2  # Rajeeve 2023: baseline + 2 SD
+    assert config.therapy is None
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + OXIMETER + "[thresholds.emergency]\nsbp_baseline_mmhg = 118\n"
+                    + THERAPY)
+    result = crs_hub("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    loaded = load_config(path)
+    assert loaded.thresholds.emergency.sbp_baseline_mmhg == 118
+    assert loaded.therapy is not None
+    assert loaded.therapy.doses[0].at.utcoffset().total_seconds() == -5 * 3600  # local, EST
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(MINIMAL + "[thresholds.emergency]\nspo2_below = 88\n",
+                     "thresholds.emergency.spo2_below: unknown key (check the spelling)",
+                     id="emergency-misspelt"),
+        pytest.param(MINIMAL + "[thresholds.emergency]\nsbp_below_mmhg = 20\n",
+                     "thresholds.emergency.sbp_below_mmhg: Input should be greater than or "
+                     "equal to 40", id="sbp-out-of-range"),
+        pytest.param(MINIMAL + "[thresholds.emergency]\nspo2_window_s = inf\n",
+                     "thresholds.emergency.spo2_window_s: Input should be a finite number",
+                     id="spo2-window-infinite"),
+        pytest.param(MINIMAL + "[thresholds.emergency]\nspo2_window_s = 30\n",
+                     "thresholds.emergency: spo2_min_span_s must not be above spo2_window_s",
+                     id="spo2-span-over-window"),
+        pytest.param(MINIMAL + "[thresholds.temperature_trend]\nsd_k = -1\n",
+                     "thresholds.temperature_trend.sd_k: Input should be greater than 0",
+                     id="trend-negative-sd"),
+        pytest.param(MINIMAL + "[thresholds.temperature_trend]\nfever_c = 38.5\n",
+                     "thresholds.temperature_trend.fever_c: 38.5 °C is above fever.threshold_c "
+                     "(38 °C): the care-team notice would learn fevers as baseline",
+                     id="trend-above-the-fever-rule"),
+        pytest.param(MINIMAL + THERAPY.replace("America/New_York", "Mars/Olympus"),
+                     "therapy.timezone: unknown time zone 'Mars/Olympus' (use an IANA name)",
+                     id="therapy-zone"),
+        pytest.param(MINIMAL + THERAPY.replace('"bispecific"', '"car_t"'),
+                     "therapy: doses[0] ('step-up 1'): kind 'step_up' does not fit "
+                     "product_class 'car_t' (use infusion)", id="therapy-kind-vs-class"),
+        pytest.param(MINIMAL + THERAPY.replace("[[therapy.doses]]",
+                                               'spot_check = { times = ["25:00"] }\n'
+                                               "[[therapy.doses]]"),
+                     "therapy.spot_check.times: '25:00' is not a 24-hour HH:MM time",
+                     id="therapy-bad-clock-time"),
+        pytest.param(MINIMAL + OXIMETER + "[thresholds.emergency]\nspo2_max_gap_s = 0.5\n",
+                     "thresholds.emergency.spo2_max_gap_s: 0.5 s is shorter than the 1 s between "
+                     "readings of devices[0] ('oximeter', profile 'pulse_oximeter'): every "
+                     "reading would break the run, so low oxygen could never be confirmed",
+                     id="spo2-gap-below-the-oximeter-interval"),
+    ],
+)
+def test_check_config_names_protocol_problems(tmp_path: Path, text: str, expected: str) -> None:
+    assert check_config_problems(tmp_path, text) == [expected]
+
+
+def test_a_slow_patch_warns_that_the_trend_notice_cannot_work(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for source in (REPO / "device_profiles").glob("*.toml"):
+        (profiles / source.name).write_text(source.read_text().replace(
+            "expected_sample_interval_s = 60.0", "expected_sample_interval_s = 900.0"))
+    path = tmp_path / "c.toml"
+    path.write_text(f'device_profiles_dir = "{profiles}"\n' + MINIMAL + PATCH
+                    + "[thresholds.fever]\nconfirm_window_s = 2400\n"
+                    + "[thresholds.stale]\ntemperature_s = 2700\n")
+    result = crs_hub("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert ("thresholds.temperature_trend.sustain_min_samples: 60 readings never fit in 10800 s "
+            "at one per 900 s from 'temp-patch'") in result.stdout + result.stderr

@@ -118,6 +118,33 @@ def test_demo_json_prints_alerts_and_clears_within_a_minute() -> None:
     assert ("fever", "raised") in story(events) and ("tachycardia", "cleared") in story(events)
 
 
+def test_demo_hypoxia_runs_the_emergency_path_end_to_end() -> None:
+    """Simulated oximeter over the simulated BlueZ, real bleak, real mosquitto: the emergency
+    alert reaches the care team at once and clears once the scenario recovers."""
+    require_binary("dbus-daemon")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "demo", "--scenario", "hypoxia",
+                             "--json"], cwd=REPO, capture_output=True, text=True, timeout=90,
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "DBUS_SYSTEM_BUS_ADDRESS"})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    emergency = [e for e in events if e["kind"] in ("hypoxia", "fever_hypoxia")]
+    raised = next(e for e in emergency if e["state"] == "raised")
+    # The fever was open first, so it is the combined kind; no patient-tier wait.
+    assert (raised["kind"], raised["severity"], raised["tier"]) == (
+        "fever_hypoxia", "emergency", "care_team")
+    assert "Call 911 now" in raised["patient_message"]
+    assert raised["value"] < 90
+    assert raised["news2"]["scores"]["spo2_scale_1"] == 3
+    assert "score" not in raised["patient_message"].lower()
+    assert [e["state"] for e in emergency if e["alert_id"] == raised["alert_id"]][-1] == "cleared"
+    # One condition, one alarm: the motion-flagged dips before it raised nothing.
+    assert len({e["alert_id"] for e in emergency}) == 1
+    assert elapsed < 60, f"demo took {elapsed:.1f} s"
+
+
 def _after_start(line: str) -> bool:
     """Rows from the second the demo's simulated BlueZ starts its scenario."""
     stamp = datetime.fromisoformat(line.split(",", 1)[0])
