@@ -34,6 +34,9 @@ SUITE: tuple[tuple[str, str, str], ...] = (
     ("replay", "Replay of a patient-week", "<= 10 s"),
     ("disk_writes", "Disk writes, 4 wearables at 1 Hz", "<= 150 MB/day"),
     ("broker_persistence", "Broker PUBACK p99, save on change", "<= 10 ms"),
+    # Issue 13 (docs/protocols.md): emergency-tier detection and the baseline notice's lead
+    # time and false notices, each row with its own goal.
+    ("protocols", "Clinical protocols (issue 13)", "see rows"),
 )
 TIMEOUT_S = {"quick": 120.0, "full": 900.0}
 
