@@ -171,3 +171,67 @@ def test_therapy_windows_and_reminders_survive_a_restart(mosquitto: Mosquitto,
         ("monitoring_window_ended", "raised", "care_team"),
         ("monitoring_window_ended", "cleared", "care_team"),
     ]
+
+
+CUFF_AND_PATCH = [
+    {"id": "bp-cuff", "profile": "blood_pressure_cuff", "address": "AA:BB:CC:DD:EE:04"},
+    *PATCH,
+]
+
+
+def test_a_restarted_hub_relearns_both_baselines_from_its_store(mosquitto: Mosquitto,
+                                                                tmp_path: Path) -> None:
+    from daemon.decoding import CHARACTERISTICS
+    from daemon.encoding import encode_blood_pressure
+
+    data = tmp_path / "data"
+    clock = FakeClock()
+    bp = CHARACTERISTICS["blood_pressure_measurement"]
+
+    def hub() -> Hub:
+        return Hub(base_config(data, mosquitto.port, devices=CUFF_AND_PATCH,
+                               thresholds=QUICK_TREND), clock=clock, tick_interval_s=3600,
+                   heartbeat_interval_s=3600)
+
+    async def first_life() -> None:
+        first = hub()
+        await first.start()
+        for i, systolic in enumerate((124, 121, 122)):
+            clock.now = T0 + timedelta(hours=i)
+            first.on_payload("bp-cuff", bp, encode_blood_pressure(systolic, 70, None))
+        for minute in range(60):
+            clock.now = T0 + timedelta(hours=3, minutes=minute)
+            feed_temperature(first, "temp-patch", 36.6 + (0.05 if minute % 2 else -0.05))
+        assert first.monitor.emergency.sbp_baseline().mmhg == 122
+        await first.stop()
+
+    asyncio.run(first_life())
+    clock.now = T0 + timedelta(hours=5)
+
+    async def second_life(care_team: Subscriber) -> None:
+        second = hub()
+        await second.start()
+        baseline = second.monitor.emergency.sbp_baseline()
+        assert (baseline.mmhg, baseline.source) == (122, "learned")
+        trend = second.monitor.trend.baseline("temp-patch", clock.now)
+        assert trend is not None and trend.mean_c == pytest.approx(36.6, abs=0.01)
+        assert trend.samples == 60
+        assert await second.wait_connected(10)
+        second.heartbeat()
+        clock.now += timedelta(minutes=5)
+        # 88 mmHg: < 90 and >= 10 below the relearned 122 -> the emergency, with its baseline
+        second.on_payload("bp-cuff", bp, encode_blood_pressure(88, 60, None))
+        assert await until(lambda: any(e["kind"] == "hypotension" for e in care_team.events()),
+                           10)
+        assert await until(lambda: any(m.json().get("sbp_baseline")
+                                       for m in care_team.on("/status")), 10)
+        await second.stop()
+
+    with Subscriber(mosquitto.port) as care_team:
+        asyncio.run(second_life(care_team))
+        event = next(e for e in care_team.events() if e["kind"] == "hypotension")
+        status = next(m.json() for m in care_team.on("/status") if m.json().get("sbp_baseline"))
+    assert (event["severity"], event["tier"]) == ("emergency", "care_team")
+    assert event["baseline"] == {"sbp_baseline_mmhg": 122.0, "source": "learned",
+                                 "readings_used": 3, "readings_needed": 3}
+    assert status["sbp_baseline"]["sbp_baseline_mmhg"] == 122.0

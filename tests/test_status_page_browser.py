@@ -167,6 +167,31 @@ def test_all_clear_and_stale_readings(driver: Any, server: PageServer, clock: Fa
     assert not driver.find_elements(By.CSS_SELECTOR, ".vital .value")
 
 
+def test_a_care_team_only_notice_never_reaches_the_patients_page(
+        driver: Any, server: PageServer, clock: FakeClock) -> None:
+    """temperature_trend (issue 13) is open in the monitor's snapshot, yet the patient's page
+    stays all clear: no alert, no chart marker, no word of it."""
+    from daemon.alerts import AlertKind, Severity
+    from daemon.monitor import MonitorOutput
+    from tests.support.page_scenes import fever_event
+
+    def scene() -> None:
+        page, config = server.page, server.page.config
+        all_clear(page, config, clock.now)
+        event, snapshot = fever_event(config, clock.now - timedelta(minutes=5), value=37.6,
+                                      kind=AlertKind.TEMPERATURE_TREND, severity=Severity.LOW)
+        page.on_output(MonitorOutput(events=[event]), snapshot)
+        assert [a.kind for a in page.snapshot.open] == [AlertKind.TEMPERATURE_TREND]
+
+    server.call(scene)
+    sign_in(driver, server)
+    assert driver.find_element(By.CSS_SELECTOR, ".clear h2").text == "All clear"
+    assert not driver.find_elements(By.CSS_SELECTOR, "article.alert")
+    source = driver.page_source.lower()
+    assert "trend" not in source and "baseline" not in source
+    assert not driver.title.startswith("Alert")
+
+
 def test_i_have_called_sends_a_patient_acknowledgement(
         driver: Any, server: PageServer, clock: FakeClock, recorder: Recorder) -> None:
     event = server.call(lambda: fever(server.page, server.page.config, clock.now))
