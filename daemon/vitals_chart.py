@@ -109,7 +109,8 @@ def load_history(db_path: Path, now: datetime, *, off_body_below_c: float,
     since = (now - WINDOW).timestamp()
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         rows: list[tuple[float, str, float]] = []
         if "readings_minute" in tables:
             rows += db.execute(
