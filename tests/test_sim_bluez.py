@@ -106,7 +106,7 @@ def test_curve_interpolates_and_holds_its_ends() -> None:
 
 
 def test_crs_onset_payloads_decode_to_the_scripted_vitals() -> None:
-    events = _events_until("crs-onset", 9000.0)
+    events = _events_until("crs-onset", 7200.0)
     hr = [ev for ev in events[HR_STRAP_NAME] if isinstance(ev.action, Emit)]
     temps = [ev for ev in events[TEMP_PATCH_NAME] if isinstance(ev.action, Emit)]
     assert len(hr) == 7200 // 5 + 1 and len(temps) == 7200 // 30 + 1
