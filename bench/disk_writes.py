@@ -6,7 +6,8 @@ the daemon's shell makes, in scenario time (one scenario second per loop turn, t
 batch interval on the scenario clock):
 
 - every second: 4 readings (2 heart rates, 2 temperatures) through ``add_readings`` and a
-  ``flush()`` call (the shell's 1 s timer; the store commits when its 60 s batch is due);
+  ``flush_due()`` call (the shell's 1 s timer; the store commits when its 60 s batch is due;
+  a shell that calls ``flush()`` every second instead commits every second);
 - every 30 s (the heartbeat): one retained device-status message per wearable through
   ``enqueue`` + ``Outbox.kick``, PUBACK -> ``delete_outbox``;
 - every 30 min: one alert transition (``record_transition``: a journal row and two outbox
@@ -105,7 +106,7 @@ async def store_worker(port: int, workdir: Path, end_s: int) -> dict[str, Any]:
         if t == WARM_S:
             start_bytes = write_bytes()
         store.add_readings(readings_at(t))
-        store.flush()
+        store.flush_due()
         if t % 30 == 29:
             for device, _ in DEVICES:
                 store.enqueue(OutboundMessage(f"crs/v1/hub-bench/p-bench/device/{device}/status",

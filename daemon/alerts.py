@@ -18,6 +18,7 @@ class AlertKind(StrEnum):
     HIGH_FEVER = "high_fever"
     TACHYCARDIA = "tachycardia"
     FEVER_TACHYCARDIA = "fever_tachycardia"
+    SYMPTOM_REPORTED = "symptom_reported"
     # Technical: the hub cannot see the patient properly. On by default.
     NO_DATA = "no_data"
     SENSOR_CONTACT_LOST = "sensor_contact_lost"
@@ -27,6 +28,7 @@ class AlertKind(StrEnum):
     OUTBOX_BACKLOG = "outbox_backlog"
     DISK_LOW = "disk_low"
     BROKER_UNREACHABLE = "broker_unreachable"
+    HUB_FAULT = "hub_fault"
 
     @property
     def is_technical(self) -> bool:
@@ -34,7 +36,8 @@ class AlertKind(StrEnum):
 
 
 _CLINICAL = frozenset(
-    {AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.TACHYCARDIA, AlertKind.FEVER_TACHYCARDIA}
+    {AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.TACHYCARDIA, AlertKind.FEVER_TACHYCARDIA,
+     AlertKind.SYMPTOM_REPORTED}
 )
 
 

@@ -126,7 +126,8 @@ class Outbox:
                 return False
             expiry_s = int(remaining) or 1
         mid = self.link.publish(
-            msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, expiry_s=expiry_s
+            msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, expiry_s=expiry_s,
+            correlation_data=msg.correlation_data,
         )
         if mid is None:
             return False

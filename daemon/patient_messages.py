@@ -7,6 +7,7 @@ data look normal (tell the patient to take their temperature with a thermometer)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from daemon.alerts import AlertKind, AlertState
@@ -50,8 +51,12 @@ def patient_message(
     contact: CareContact,
     *,
     heart_rate_threshold_bpm: float = 100.0,
+    symptoms: Sequence[tuple[str, bool]] = (),
 ) -> str:
-    """The sentence(s) shown to the patient for one alert transition."""
+    """The sentence(s) shown to the patient for one alert transition. ``symptoms``: what the
+    patient reported, as (plain words, is an emergency sign), for a symptom alert."""
+    if kind is AlertKind.SYMPTOM_REPORTED and state is not AlertState.CLEARED:
+        return _symptom_message(symptoms, contact)
     if state is AlertState.CLEARED:
         return _cleared(kind, contact)
     if state is AlertState.ACKNOWLEDGED:
@@ -114,6 +119,12 @@ def patient_message(
                 "The home hub cannot reach your care team's system. Check your home internet. "
                 f"If you feel unwell, call {contact.team_name} at {contact.phone} directly."
             )
+        case AlertKind.HUB_FAULT:
+            return (
+                "The home hub has an internal fault and may not be watching your readings. "
+                "Restart the hub. Until it works, take your temperature with a thermometer every "
+                f"few hours and call {contact.team_name} at {contact.phone} if you feel unwell."
+            )
         case AlertKind.DISK_LOW:
             return (
                 "The home hub is running out of storage. Please tell your care team at "
@@ -122,7 +133,19 @@ def patient_message(
     raise AssertionError(f"no patient message for {kind}")  # pragma: no cover
 
 
+def _symptom_message(symptoms: Sequence[tuple[str, bool]], contact: CareContact) -> str:
+    words = ", ".join(w for w, _ in symptoms) or "feeling unwell"
+    if any(emergency for _, emergency in symptoms):
+        return (f"You reported: {words}. Call {contact.emergency_number} now. "
+                f"The hub has also told {contact.team_name}.")
+    return (f"You reported: {words}. The hub has told {contact.team_name}. {_call(contact)} "
+            f"{_emergency(contact)}")
+
+
 def _cleared(kind: AlertKind, contact: CareContact) -> str:
+    if kind is AlertKind.SYMPTOM_REPORTED:
+        return (f"The symptom report has been closed. If you feel unwell again, report it or call "
+                f"{contact.team_name} at {contact.phone}.")
     if kind.is_technical:
         return "Your monitor is working normally again."
     return (

@@ -6,8 +6,7 @@ so the rules, the simulator and the benchmarks can all build and compare them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -53,14 +52,3 @@ class Reading:
     @property
     def unit(self) -> str:
         return UNITS[self.vital]
-
-
-def flag_off_body(readings: Iterable[Reading], below_c: float) -> list[Reading]:
-    """Mark temperatures below ``below_c`` as without sensor contact: a patch off the skin
-    reads room air, and that must neither clear a fever nor count as normal data."""
-    return [
-        replace(r, sensor_contact=False)
-        if r.vital is Vital.TEMPERATURE and r.value < below_c
-        else r
-        for r in readings
-    ]

@@ -68,7 +68,7 @@ CREATE INDEX IF NOT EXISTS journal_alert ON journal (alert_id);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY,
     topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
-    created_at REAL NOT NULL, expires_at REAL
+    created_at REAL NOT NULL, expires_at REAL, correlation BLOB
 );
 DROP INDEX IF EXISTS outbox_topic;
 """
@@ -91,6 +91,8 @@ class OutboundMessage:
     retain: bool = False
     # Absolute expiry (epoch seconds) for MQTT v5 message expiry; None never expires.
     expires_at: float | None = None
+    # MQTT v5 correlation data (an ack response goes back with the request's).
+    correlation_data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +148,20 @@ class Store:
             for sid, device, vital in self._db.execute("SELECT id, device, vital FROM series")
         }
         self._migrate_old_readings()
+        # The old shape, for readers of the file (the status page's chart history): no writes.
+        self._db.execute(
+            "CREATE VIEW IF NOT EXISTS readings AS SELECT r.ts AS ts, s.device AS device,"
+            " s.vital AS vital, r.value AS value FROM raw_readings r JOIN series s"
+            " ON s.id = r.series")
         # Outbox rows acknowledged by the broker but not yet deleted on disk (see above).
         self._acked: set[int] = set()
         # AUTOINCREMENT's promise without its page: a seq is never handed out twice by this
         # Store, even after the highest row was deleted (the Outbox keys its state by seq).
         self._next_seq = int(self._db.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]) + 1
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "correlation" not in columns:  # a store written by an older crs-hub
+            self._db.execute("ALTER TABLE outbox ADD COLUMN correlation BLOB")
         self._pending_readings: list[tuple[float, str, str, float]] = []
         self._flush_every = flush_every
         self._commit_interval_s = commit_interval_s
@@ -159,7 +169,7 @@ class Store:
         self._batch_started: float | None = None
 
     def close(self) -> None:
-        self.flush(force=True)
+        self.flush()
         if self._acked:
             with self._transaction(durable=False):
                 done = self._delete_acked()
@@ -200,45 +210,51 @@ class Store:
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
         if row is None or "AUTOINCREMENT" not in row[0].upper():
             return
+        columns = {info[1] for info in self._db.execute("PRAGMA table_info(outbox)")}
         with self._transaction():
             self._db.execute("DROP INDEX IF EXISTS outbox_topic")
             self._db.execute("ALTER TABLE outbox RENAME TO outbox_autoincrement")
             self._db.execute(
                 "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
                 " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-                " created_at REAL NOT NULL, expires_at REAL)")
+                " created_at REAL NOT NULL, expires_at REAL, correlation BLOB)")
+            correlation = "correlation" if "correlation" in columns else "NULL"
             self._db.execute("INSERT INTO outbox SELECT seq, topic, payload, qos, retain,"
-                             " created_at, expires_at FROM outbox_autoincrement")
+                             f" created_at, expires_at, {correlation} FROM outbox_autoincrement")
             self._db.execute("DROP TABLE outbox_autoincrement")
 
     # --- readings -------------------------------------------------------------------------
     def add_readings(self, readings: Iterable[Reading]) -> None:
-        """Buffer readings; they are committed with the batch (see :meth:`flush`)."""
+        """Buffer readings; they are committed with the batch (see :meth:`flush_due`)."""
         self._pending_readings.extend(
             (r.observed_at.timestamp(), r.device, r.vital.value, r.value) for r in readings
         )
         if self._pending_readings and self._batch_started is None:
             self._batch_started = self._monotonic()
-        self.flush()
+        self.flush_due()
 
     @property
     def buffered_readings(self) -> int:
         """Readings taken but not yet committed (what a crash now would lose)."""
         return len(self._pending_readings)
 
-    def flush(self, *, force: bool = False) -> None:
-        """Commit the buffered readings if the batch is due, or now with ``force``.
-
-        Due means ``commit_interval_s`` since the first buffered reading, or ``flush_every``
-        readings. Cheap to call often (the shell may call it every second);
-        ``buffered_readings`` says what is still uncommitted.
-        """
+    def flush_due(self) -> None:
+        """Commit the buffered readings if the batch is due: ``commit_interval_s`` since the
+        first buffered reading, or ``flush_every`` readings. Cheap; the shell's timer calls
+        this (every second is fine), so that a batch is committed even when readings stop."""
         if not self._pending_readings:
             return
         started = self._batch_started if self._batch_started is not None else self._monotonic()
-        due = (len(self._pending_readings) >= self._flush_every
-               or self._monotonic() - started >= self._commit_interval_s)
-        if not (due or force):
+        if (len(self._pending_readings) >= self._flush_every
+                or self._monotonic() - started >= self._commit_interval_s):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the buffered readings now (one lazy ``synchronous=NORMAL`` transaction).
+
+        Calling this every second undoes the write budget; timers call :meth:`flush_due`.
+        """
+        if not self._pending_readings:
             return
         rows, self._pending_readings = self._pending_readings, []
         self._batch_started = None
@@ -261,7 +277,7 @@ class Store:
         Returns how many raw rows were folded. Losing a compaction in a power cut loses nothing
         (it runs again), so it commits lazily.
         """
-        self.flush(force=True)
+        self.flush()
         cutoff = now.timestamp() - raw_retention_s
         with self._transaction(durable=False):
             self._db.execute(
@@ -288,7 +304,7 @@ class Store:
         return folded
 
     def count_readings(self) -> tuple[int, int]:
-        self.flush(force=True)
+        self.flush()
         raw = self._db.execute("SELECT COUNT(*) FROM raw_readings").fetchone()[0]
         minutes = self._db.execute("SELECT COUNT(*) FROM readings_minute").fetchone()[0]
         return int(raw), int(minutes)
@@ -359,10 +375,10 @@ class Store:
             )
         seq = self._next_seq
         self._db.execute(
-            "INSERT INTO outbox (seq, topic, payload, qos, retain, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (seq, topic, payload, qos, retain, created_at, expires_at,"
+            " correlation) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, message.topic, message.payload, message.qos, int(message.retain), now,
-             message.expires_at),
+             message.expires_at, message.correlation_data),
         )
         # Only advanced once the row is in: a failed insert rolls back and reuses nothing.
         self._next_seq = seq + 1
@@ -370,7 +386,8 @@ class Store:
 
     def pending(self, limit: int = 1000, *, after: int = 0) -> list[OutboxRow]:
         rows = self._db.execute(
-            "SELECT seq, topic, payload, qos, retain, created_at, expires_at FROM outbox"
+            "SELECT seq, topic, payload, qos, retain, created_at, expires_at, correlation"
+            " FROM outbox"
             " WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit + len(self._acked)),
         ).fetchall()
@@ -378,10 +395,11 @@ class Store:
         return [
             OutboxRow(
                 seq=seq,
-                message=OutboundMessage(topic, bytes(payload), qos, bool(retain), expires_at),
+                message=OutboundMessage(topic, bytes(payload), qos, bool(retain), expires_at,
+                                        None if correlation is None else bytes(correlation)),
                 created_at=created_at,
             )
-            for seq, topic, payload, qos, retain, created_at, expires_at in rows
+            for seq, topic, payload, qos, retain, created_at, expires_at, correlation in rows
         ]
 
     def delete_outbox(self, seq: int) -> None:
@@ -409,9 +427,9 @@ class Store:
                 m = row.message
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO outbox (seq, topic, payload, qos, retain, created_at,"
-                    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " expires_at, correlation) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (row.seq, m.topic, m.payload, m.qos, int(m.retain), row.created_at,
-                     m.expires_at))
+                     m.expires_at, m.correlation_data))
                 restored += cursor.rowcount
         self._acked -= done
         return restored

@@ -15,6 +15,7 @@ one open alert per (kind, device):
 | OUTBOX_BACKLOG (hub) | pending > outbox_pending_max | pending <= outbox_clear_pending | LOW |
 | DISK_LOW (hub) | free < disk_free_min_bytes | free >= min + disk_clear_margin_bytes | LOW |
 | BROKER_UNREACHABLE (hub) | no MQTT connection for broker_unreachable_s | connected again | MEDIUM |
+| HUB_FAULT (hub) | a scheduled job keeps failing (the shell decides) | the job runs again | MEDIUM |
 
 Severity: LOW is "awareness" in IEC 60601-1-8 (reliability.md §1), right for a device problem the
 patient or caregiver can fix. NO_DATA for temperature is MEDIUM because the fever, the primary CRS
@@ -49,6 +50,7 @@ _HUB_KINDS = frozenset(
         AlertKind.OUTBOX_BACKLOG,
         AlertKind.DISK_LOW,
         AlertKind.BROKER_UNREACHABLE,
+        AlertKind.HUB_FAULT,
     }
 )
 _DEVICE_KINDS = frozenset(
@@ -155,6 +157,22 @@ class TechnicalAlarms:
         self._seen(now)
         key: AlarmKey = (AlertKind.ADAPTER_UNAVAILABLE, None)
         if reason is not None:
+            if key in self._book:
+                return []
+            return [self._raise(key, Severity.MEDIUM, None, "", None, now, None)]
+        if key not in self._book:
+            return []
+        return [self._book.clear(key, value=None, threshold=None, at=now)]
+
+    def hub_fault(self, reason: str | None, now: datetime) -> list[AlertTransition]:
+        """The hub's own machinery is failing (``reason``) or working again (None). No delay:
+        a hub that cannot run its checks only looks like it is watching."""
+        return self._hub_condition(AlertKind.HUB_FAULT, reason is not None, now)
+
+    def _hub_condition(self, kind: AlertKind, present: bool, now: datetime) -> list[AlertTransition]:
+        self._seen(now)
+        key: AlarmKey = (kind, None)
+        if present:
             if key in self._book:
                 return []
             return [self._raise(key, Severity.MEDIUM, None, "", None, now, None)]

@@ -6,16 +6,28 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# NEWS2 (clinical.md §4) scores temperature 36.1-38.0 °C and pulse 51-90 bpm as 0 (normal).
+NEWS2_NORMAL_TEMPERATURE_LOW_C = 36.1
+NEWS2_NORMAL_PULSE_LOW_BPM = 51.0
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan are valid TOML floats; an infinite window or limit passes "> 0" and then fails
+    # (timedelta overflow) or never fires at run time.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FeverThresholds(_Strict):
     # ASTCT 2019 grade-1 CRS and every CAR-T/bispecific label: >= 38.0 °C (100.4 °F).
-    threshold_c: float = Field(38.0, gt=30.0, lt=45.0)
-    # A second, higher tier; NEWS2 scores >= 39.1 °C as 2 and Hay et al. use ~38.9 °C.
-    high_threshold_c: float = Field(39.0, gt=30.0, lt=45.0)
+    # Bounds (clinical.md): below 37.0 °C is normal body temperature (NEWS2 scores 36.1-38.0
+    # as 0), so the rule would alarm on a well patient; above 39.0 °C every fever NEWS2 does
+    # not yet score as 2 (>= 39.1) would go unseen, though ASTCT, the labels and IDSA (a single
+    # oral >= 38.3 °C) all call it a fever.
+    threshold_c: float = Field(38.0, ge=37.0, le=39.0)
+    # A second, higher tier; NEWS2 scores >= 39.1 °C as 2 and Hay et al. use ~38.9 °C. Must
+    # be above threshold_c; at most 41.0 °C (hyperpyrexia in general clinical usage, an
+    # emergency in itself; not in clinical.md), beyond which the tier would never be reached.
+    high_threshold_c: float = Field(39.0, gt=37.0, le=41.0)
     # Confirmation: the low median of readings in the window must be at or above the
     # threshold, over at least min_samples readings spanning at least min_span_s, so that
     # one artifact sample (a hot blanket, a loose patch) never alarms.
@@ -36,7 +48,10 @@ class FeverThresholds(_Strict):
 
 class TachycardiaThresholds(_Strict):
     # No CRS-specific number exists (clinical.md §2.1); >100 bpm is the clinical convention.
-    threshold_bpm: float = Field(100.0, gt=0, lt=300)
+    # Bounds from NEWS2's pulse bands (clinical.md §4): below 90 the rule would alarm on a
+    # pulse NEWS2 scores 0 (51-90, normal); above 130 it would stay silent at >= 131, which
+    # NEWS2 scores 3 (an urgent response on its own).
+    threshold_bpm: float = Field(100.0, ge=90, le=130)
     # Heart rate must stay above the threshold, with sensor contact, for the whole window.
     window_s: float = Field(600.0, gt=0)
     # A gap in readings longer than this restarts the window: we cannot vouch for it.
@@ -52,7 +67,8 @@ class StaleDataThresholds(_Strict):
     heart_rate_s: float = Field(300.0, gt=0)
     contact_lost_s: float = Field(120.0, gt=0)
     disconnected_s: float = Field(300.0, gt=0)
-    battery_low_percent: float = Field(20.0, ge=0, le=100)
+    # Below 100: a level is never above 100 %, so 100 would alarm on every battery reading.
+    battery_low_percent: float = Field(20.0, ge=0, lt=100)
     # Hysteresis (reliability.md §1 alarm fatigue: "hysteresis on clearing"): BATTERY_LOW clears
     # only at battery_low_percent + this margin, so a level flickering 19/20/21 % alarms once.
     battery_clear_margin_percent: float = Field(5.0, ge=0, le=100)
@@ -95,3 +111,49 @@ class Thresholds(_Strict):
     tachycardia: TachycardiaThresholds = TachycardiaThresholds()
     stale: StaleDataThresholds = StaleDataThresholds()
     hub: HubHealthThresholds = HubHealthThresholds()
+
+    def problems(self) -> list[str]:
+        """Settings each valid alone that together could never alarm or never clear, as
+        ``section.field: reason`` lines (paths relative to ``thresholds``). Those that depend on
+        the configured devices' profiles are checked in :func:`daemon.config.validate_with_profiles`."""
+        out: list[str] = []
+        f, tachy, stale = self.fever, self.tachycardia, self.stale
+        if f.confirm_min_span_s > f.confirm_window_s:
+            # The window only ever holds readings within confirm_window_s of the newest one.
+            out.append(
+                f"fever.confirm_min_span_s: {f.confirm_min_span_s:g} s is longer than "
+                f"confirm_window_s ({f.confirm_window_s:g} s): readings in the window never span "
+                "that long, so no fever could ever be confirmed"
+            )
+        fever_band = f.threshold_c - f.clear_margin_c
+        if fever_band <= stale.off_body_below_c:
+            out.append(
+                f"fever.clear_margin_c: threshold_c - clear_margin_c = {fever_band:.2f} °C is not "
+                f"above stale.off_body_below_c ({stale.off_body_below_c:g} °C): every reading "
+                "cool enough to clear is taken as a patch off the skin, so a fever alert could "
+                "never clear"
+            )
+        elif fever_band <= NEWS2_NORMAL_TEMPERATURE_LOW_C:
+            out.append(
+                f"fever.clear_margin_c: threshold_c - clear_margin_c = {fever_band:.2f} °C is not "
+                f"above {NEWS2_NORMAL_TEMPERATURE_LOW_C:g} °C, the bottom of NEWS2's normal band: "
+                "a patient without fever would never read below it, so a fever alert would "
+                "never clear"
+            )
+        heart_band = tachy.threshold_bpm - tachy.clear_margin_bpm
+        if heart_band <= NEWS2_NORMAL_PULSE_LOW_BPM:
+            out.append(
+                f"tachycardia.clear_margin_bpm: threshold_bpm - clear_margin_bpm = "
+                f"{heart_band:g} bpm is not above {NEWS2_NORMAL_PULSE_LOW_BPM:g} bpm, the bottom "
+                "of NEWS2's normal pulse band: a resting heart rate would never fall below it, "
+                "so a tachycardia alert would never clear"
+            )
+        battery_clear = stale.battery_low_percent + stale.battery_clear_margin_percent
+        if battery_clear > 100:
+            out.append(
+                f"stale.battery_clear_margin_percent: battery_low_percent + "
+                f"battery_clear_margin_percent = {battery_clear:g} % is above 100 %: a "
+                "low-battery alarm could never clear"
+            )
+        return out
+

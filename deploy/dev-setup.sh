@@ -25,6 +25,9 @@ if [ "$extra" = "test" ]; then
     have shellcheck || missing+=(shellcheck)
     have systemd-analyze || missing+=(systemd)
     have openssl || missing+=(openssl)
+    # The status page's browser tests: Debian's own chromium and its driver, never a download.
+    have chromium || missing+=(chromium)
+    have chromedriver || missing+=(chromium-driver)
 fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then

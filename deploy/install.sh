@@ -219,4 +219,9 @@ else
     "$VENV/bin/crs-hub" check-config "$CONFIG" || say "the config needs attention (see above)"
 fi
 
+# --- 6. the status page's access code: created once and shown once; only its hash is kept ----
+say "status page access code (shown once: give it to the patient; replace it with 'crs-hub access-code')"
+install_dir /var/lib/crs-hub 0700 "$SERVICE_USER:$SERVICE_USER"
+run runuser -u "$SERVICE_USER" -- "$VENV/bin/crs-hub" access-code --config "$CONFIG" --if-missing
+
 say "done. Next: edit $CONFIG, run 'crs-hub check-config', then 'systemctl start crs-hub'"

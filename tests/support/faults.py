@@ -190,8 +190,10 @@ class CareTeam:
     # acks
     def ack(self, alert_id: str, *, topic: str, actor: str | None = None,
             correlation: bytes | None = None) -> None:
-        payload = json.dumps({"alert_id": alert_id, "actor": actor or self.actor}).encode()
-        self.send_ack_payload(payload, topic=topic, correlation=correlation)
+        """Ack as ``actor`` (default: this care team's login) on the ack topic ``topic``/<actor>."""
+        actor = actor or self.actor
+        payload = json.dumps({"alert_id": alert_id, "actor": actor}).encode()
+        self.send_ack_payload(payload, topic=f"{topic}/{actor}", correlation=correlation)
 
     def send_ack_payload(self, payload: bytes, *, topic: str,
                          correlation: bytes | None = None) -> None:
