@@ -109,6 +109,7 @@ def load_history(db_path: Path, now: datetime, *, off_body_below_c: float,
     since = (now - WINDOW).timestamp()
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
+        # raw readings are a view over the store's compact table (daemon/store.py)
         tables = {r[0] for r in db.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         rows: list[tuple[float, str, float]] = []
