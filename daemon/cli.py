@@ -139,6 +139,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                 verbose=args.verbose))
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    try:
+        from daemon.console.main import run
+    except ImportError as exc:
+        print(f"console: {exc.name} is missing: pip install 'crs-hub[console]'", file=sys.stderr)
+        return EXIT_USAGE
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crs-hub",
@@ -187,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scenario seconds per real second (default 120)")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the hub's log")
     demo.set_defaults(func=cmd_demo)
+
+    from daemon.console.arguments import add_arguments as console_arguments
+
+    console = sub.add_parser("console", help="the care team's console (runs at the clinic)",
+                             description="A web page for nurses watching many patients, or "
+                             "--watch: one line per alert in the terminal.")
+    console_arguments(console)
+    console.set_defaults(func=cmd_console)
     return parser
 
 
