@@ -9,7 +9,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from daemon.config import ConfigError, MqttSettings, problems_from
 from daemon.console.credentials import is_password_hash
@@ -17,7 +24,8 @@ from daemon.console.credentials import is_password_hash
 PSEUDONYM = r"^[a-z0-9][a-z0-9-]*$"
 # A nurse's username is the last level of the ack topic. "response" is taken by the hub's ack
 # responses (.../alert/ack/response/<team>), so it can never be a login.
-USERNAME = r"^(?!response$)[a-z0-9][a-z0-9._-]{0,63}$"
+USERNAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+RESERVED_USERNAMES = frozenset({"response"})
 
 
 class _Section(BaseModel):
@@ -54,12 +62,19 @@ class Nurse(_Section):
     # `crs-hub console --hash-password` prints one (scrypt). Never the password itself.
     password_hash: str
 
-    @model_validator(mode="after")
-    def _hash_format(self) -> Nurse:
-        if not is_password_hash(self.password_hash):
-            raise ValueError("password_hash: not a scrypt hash from `crs-hub console "
-                             "--hash-password`")
-        return self
+    @field_validator("username")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_USERNAMES:
+            raise ValueError(f"{value!r} is reserved (a level of the hub's ack response topic)")
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_format(cls, value: str) -> str:
+        if not is_password_hash(value):
+            raise ValueError("not a scrypt hash from `crs-hub console --hash-password`")
+        return value
 
 
 class ConsoleConfig(_Section):
