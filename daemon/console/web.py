@@ -86,6 +86,7 @@ class ConsoleWeb:
 
     # --- plumbing --------------------------------------------------------------------------------
     def render(self, name: str, status: int = 200, **context: Any) -> web.Response:
+        context.setdefault("message", None)
         text = self.env.get_template(name).render(**context)
         return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
@@ -101,7 +102,9 @@ class ConsoleWeb:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in ("/login",) or request.path.startswith("/static/"):
+        if request.path == "/favicon.ico":
+            raise web.HTTPNotFound()
+        if request.path == "/login" or request.path.startswith("/static/"):
             return await handler(request)
         session = self.sessions.get(request.cookies.get(COOKIE), time.monotonic())
         if session is None:
@@ -134,7 +137,10 @@ class ConsoleWeb:
 
     # --- login -----------------------------------------------------------------------------------
     async def login_page(self, request: web.Request) -> web.Response:
-        token = secrets.token_urlsafe(24)
+        # Keep the token a browser already holds: a second GET (another tab, the favicon's
+        # redirect) must not invalidate the form on screen.
+        held = request.cookies.get(LOGIN_COOKIE, "")
+        token = held if len(held) == 32 else secrets.token_urlsafe(24)
         response = self.render("login.html.j2", csrf=token, error=None)
         self._cookie(response, LOGIN_COOKIE, token)
         return response

@@ -1,0 +1,410 @@
+"""The console end to end: a real mosquitto, >= 50 simulated hubs (plain paho clients publishing
+the documented payloads), `crs-hub console` as its own process, and a real headless Chromium.
+
+What a nurse sees: patients in the order that says who needs action, only their team's, a hub
+killed without DISCONNECT shown offline within its keepalive window, a duplicate event shown
+once; what they do: log in, acknowledge with a note, and the ack arrives at a real subscriber
+on .../alert/ack/<nurse> with the nurse as actor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from daemon.alerts import AlertKind, AlertState, Severity
+from daemon.console.credentials import hash_password
+from daemon.payloads import Tier
+from tests.support.browser import chromium
+from tests.support.console_hubs import SimHub
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
+N_HUBS = 50  # team-a: hubs 00..44, team-b: 45..49
+PASSWORD = "ward-7-night"
+SCREENSHOTS = os.environ.get("CRS_CONSOLE_SCREENSHOTS")  # a directory: save docs screenshots
+
+
+def until(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def hub_id(i: int) -> str:
+    return f"hub-s{i:02d}"
+
+
+def patient_id(i: int) -> str:
+    return f"p-s{i:02d}"
+
+
+def write_config(tmp_path: Path, port: int, hubs: int = N_HUBS,
+                 keepalive_stale_s: int = 90) -> Path:
+    lines = [
+        "[console]", f'data_dir = "{tmp_path / "console-data"}"', "listen_port = 0",
+        f"heartbeat_stale_s = {keepalive_stale_s}",
+        "[mqtt]", f"port = {port}", 'username = "console-1"', "keepalive_s = 5",
+        "reconnect_max_s = 1",
+    ]
+    for team, members in (("team-a", range(0, hubs - 5)), ("team-b", range(hubs - 5, hubs))):
+        lines += ["[[teams]]", f'id = "{team}"', "patients = ["]
+        lines += [f'  {{ hub = "{hub_id(i)}", patient = "{patient_id(i)}" }},' for i in members]
+        lines += ["]"]
+    hashed = hash_password(PASSWORD)
+    for user, team in (("nurse-ana", "team-a"), ("nurse-ben", "team-b")):
+        lines += ["[[nurses]]", f'username = "{user}"', f'team = "{team}"',
+                  f'password_hash = "{hashed}"']
+    path = tmp_path / "console.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class ConsoleProcess:
+    process: subprocess.Popen[str]
+    url: str
+    output: list[str]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_console(config: Path, *extra: str) -> ConsoleProcess:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "console", "--config", str(config), *extra],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    output: list[str] = []
+    ready = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line.rstrip("\n"))
+            if "console: listening on " in line:
+                url.append(line.split("listening on ", 1)[1].strip())
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if "--watch" not in extra:
+        assert ready.wait(30) and url, f"console did not start: {output}"
+    return ConsoleProcess(process, url[0] if url else "", output)
+
+
+class AckSubscriber:
+    """A real MQTT subscriber on every ack topic: what a hub would receive."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ack-listener",
+                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_connect = lambda c, *a: c.subscribe("crs/v1/+/+/alert/ack/#", qos=1)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = lambda c, u, m: self.messages.append(
+            (m.topic, json.loads(m.payload)))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@dataclass
+class Ward:
+    hubs: list[SimHub]
+    alerts: dict[str, Any]
+    console: ConsoleProcess
+    killable: subprocess.Popen[str]
+    broker: Mosquitto
+
+
+def build_ward(mosquitto: Mosquitto) -> tuple[list[SimHub], dict[str, Any]]:
+    """50 hubs; a known set of situations, and the order the page must show them in."""
+    # Hub 6 is the one that gets killed: it runs in its own process (see the fixture), so its
+    # in-process stand-in never connects (one client id, one connection).
+    hubs = [SimHub(mosquitto.port, hub_id(i), patient_id(i)) for i in range(N_HUBS)]
+    for i, hub in enumerate(hubs):
+        if i != 6:
+            hub.start()
+    for i, hub in enumerate(hubs):
+        if i == 6:
+            continue
+        hub.status(therapy_day=i % 14 if i < 10 else None)
+        hub.device("temp-patch", battery=15 if i == 4 else 90)
+        hub.snapshot()
+    alerts = {
+        "crit_team": hubs[7].raise_alert(AlertKind.FEVER_TACHYCARDIA, Severity.CRITICAL,
+                                         tier=Tier.CARE_TEAM, value=38.9, age_s=60),
+        "crit_old": hubs[3].raise_alert(AlertKind.HIGH_FEVER, Severity.CRITICAL, value=39.2,
+                                        age_s=1800),
+        "crit_new": hubs[2].raise_alert(AlertKind.HIGH_FEVER, Severity.CRITICAL, value=39.1,
+                                        age_s=300),
+        "high": hubs[1].raise_alert(AlertKind.FEVER, Severity.HIGH, value=38.3, age_s=600),
+        "medium": hubs[9].raise_alert(AlertKind.TACHYCARDIA, Severity.MEDIUM, value=112,
+                                      unit="bpm", age_s=900),
+        "no_data": hubs[5].raise_alert(AlertKind.NO_DATA, Severity.MEDIUM, value=12,
+                                       unit="min", age_s=700),
+        "battery": hubs[4].raise_alert(AlertKind.BATTERY_LOW, Severity.LOW, value=15, unit="%",
+                                       age_s=100),
+        "acked": hubs[8].raise_alert(AlertKind.FEVER, Severity.HIGH, value=38.2, age_s=2000),
+        "team_b": hubs[47].raise_alert(AlertKind.HIGH_FEVER, Severity.CRITICAL, value=39.5),
+    }
+    hubs[8].acknowledge(alerts["acked"], "nurse-cleo")
+    return hubs, alerts
+
+
+@pytest.fixture
+def ward(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Ward]:
+    hubs, alerts = build_ward(mosquitto)
+    killable = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.console_hubs", str(mosquitto.port), hub_id(6),
+         patient_id(6), "2"], cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killable.stdout is not None and killable.stdout.readline().strip() == "ready"
+    console = start_console(write_config(tmp_path, mosquitto.port))
+    try:
+        yield Ward(hubs, alerts, console, killable, mosquitto)
+    finally:
+        console.stop()
+        killable.kill()
+        killable.wait()
+        for i, hub in enumerate(hubs):
+            if i != 6:
+                hub.stop()
+
+
+def login(driver: Any, url: str, user: str = "nurse-ana", password: str = PASSWORD) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(url + "login")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login").click()
+    # The click returns before the next page is in; wait for it (logged in, or refused).
+    assert until(lambda: driver.find_elements(By.CSS_SELECTOR, "#logout, #login-error"), 10)
+
+
+def page_order(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [row.get_attribute("data-patient").split("/")[1]
+            for row in driver.find_elements(By.CSS_SELECTOR, "#ward tbody tr")]
+
+
+def reload_until(driver: Any, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    def check() -> Any:
+        driver.refresh()
+        return predicate()
+    return until(check, timeout, step=0.2)
+
+
+EXPECTED_TOP = [patient_id(i) for i in (7, 3, 2, 1, 9, 6, 5, 4, 8)]
+
+
+def test_page_orders_patients_acks_with_identity_and_shows_a_killed_hub_offline(
+        ward: Ward) -> None:
+    from selenium.webdriver.common.by import By
+
+    listener = AckSubscriber(ward.broker.port)
+    try:
+        with chromium() as driver:
+            driver.get(ward.console.url)
+            assert driver.current_url.endswith("/login")  # health data needs a login
+            login(driver, ward.console.url, password="wrong")
+            assert "wrong password" in driver.find_element(By.ID, "login-error").text
+            login(driver, ward.console.url)
+            assert driver.find_element(By.CSS_SELECTOR, ".who").text == "nurse-ana · team-a"
+
+            # 45 team-a patients, most urgent first; team-b's patient (critical) is not shown.
+            # Hub 6 is online and clear until it is killed below: it starts among the clear.
+            order = reload_until(driver, lambda: (o := page_order(driver)) and len(o) == 45
+                                 and o[:5] == EXPECTED_TOP[:5] and o)
+            assert order[:5] == EXPECTED_TOP[:5], order
+            assert patient_id(47) not in order and len(order) == 45
+            assert order[5:8] == [patient_id(i) for i in (5, 4, 8)], order
+            assert order[8:] == sorted(order[8:]), "all-clear patients by id"
+            top = driver.find_element(By.CSS_SELECTOR, "#ward tbody tr")
+            assert "CRITICAL fever tachycardia 38.9 °C" in top.text
+            assert "tier care team" in top.text
+            row8 = driver.find_element(By.CSS_SELECTOR, f'tr[data-patient="{hub_id(8)}/{patient_id(8)}"]')
+            assert "acknowledged by nurse-cleo" in row8.text
+            row4 = driver.find_element(By.CSS_SELECTOR, f'tr[data-patient="{hub_id(4)}/{patient_id(4)}"]')
+            assert "battery low" in row4.find_element(By.CSS_SELECTOR, ".technical").text
+            assert row4.find_element(By.CSS_SELECTOR, ".clinical").text == "none"
+            assert "15 %" in row4.find_element(By.CSS_SELECTOR, ".devices").text
+            assert "day 3" in driver.find_element(
+                By.CSS_SELECTOR, f'tr[data-patient="{hub_id(3)}/{patient_id(3)}"]').text
+            if SCREENSHOTS:
+                driver.save_screenshot(f"{SCREENSHOTS}/console-ward.png")
+
+            # Acknowledge the top alert from the page, with a note.
+            top.find_element(By.NAME, "note").send_keys("called patient, coming in")
+            top.find_element(By.CSS_SELECTOR, ".ack-button").click()
+            assert "Acknowledgement sent" in driver.find_element(By.ID, "flash").text
+            crit = ward.alerts["crit_team"]
+            assert until(lambda: listener.messages), "no ack reached the subscriber"
+            topic, payload = listener.messages[0]
+            assert topic == f"crs/v1/{hub_id(7)}/{patient_id(7)}/alert/ack/nurse-ana"
+            assert payload == {"alert_id": crit.alert_id, "actor": "nurse-ana",
+                               "note": "called patient, coming in"}
+            assert "ack sent by nurse-ana" in driver.find_element(
+                By.CSS_SELECTOR, "#ward tbody tr").text
+            # The (simulated) hub confirms: the patient moves down among the acknowledged.
+            ward.hubs[7].acknowledge(crit, "nurse-ana")
+            order = reload_until(driver, lambda: (o := page_order(driver))[0] == patient_id(3)
+                                 and o)
+            assert order[:4] == [patient_id(i) for i in (3, 2, 1, 9)], order
+            row7 = driver.find_element(By.CSS_SELECTOR, f'tr[data-patient="{hub_id(7)}/{patient_id(7)}"]')
+            assert row7.get_attribute("data-group") == "2"
+            assert "acknowledged by nurse-ana" in row7.text
+
+            # Kill hub 6 (keepalive 2 s): no DISCONNECT, the broker sends its Last Will after
+            # 1.5 x keepalive; the page must show it offline within that window (+ slack).
+            row6 = f'tr[data-patient="{hub_id(6)}/{patient_id(6)}"]'
+            assert "online" in driver.find_element(By.CSS_SELECTOR, f"{row6} .hub").text
+            killed = time.monotonic()
+            ward.killable.send_signal(signal.SIGKILL)
+            ward.killable.wait()
+            assert reload_until(driver, lambda: "offline" in driver.find_element(
+                By.CSS_SELECTOR, f"{row6} .hub").text, timeout=8), "hub 6 never shown offline"
+            took = time.monotonic() - killed
+            assert took < 2 * 1.5 + 3, f"offline shown after {took:.1f} s"
+            order = page_order(driver)
+            assert order.index(patient_id(6)) == order.index(patient_id(9)) + 1, order
+
+            # Another team's patient is not there, even by URL.
+            driver.get(f"{ward.console.url}patient/{hub_id(47)}/{patient_id(47)}")
+            assert "no such patient in your team" in driver.page_source
+    finally:
+        listener.close()
+
+
+def test_duplicate_event_is_shown_once_and_history_and_chart_render(ward: Ward) -> None:
+    from selenium.webdriver.common.by import By
+
+    hub = ward.hubs[1]
+    high = ward.alerts["high"]
+    with chromium() as driver:
+        login(driver, ward.console.url)
+        driver.get(f"{ward.console.url}patient/{hub_id(1)}/{patient_id(1)}")
+        # The retained state shows the open alert once the console's subscriptions are in.
+        assert reload_until(driver, lambda: driver.find_elements(
+            By.CSS_SELECTOR, f'.open [data-alert="{high.alert_id}"]'))
+        # The same transition delivered twice (a retry after a lost PUBACK): same event_id.
+        repeated = hub.event(high, AlertState.ESCALATED)
+        hub.event(high, AlertState.ESCALATED, event_id=repeated.event_id, at=repeated.event_at)
+        start = repeated.event_at
+        for minute in range(0, 24 * 60, 20):
+            hub.vitals(start - timedelta(minutes=minute), 37.0 + (minute % 200) / 100,
+                       80 + minute % 30)
+
+        def escalated_rows() -> list[Any]:
+            return driver.find_elements(By.CSS_SELECTOR, f'tr[data-event="{repeated.event_id}"]')
+        assert reload_until(driver, lambda: escalated_rows())
+        assert len(escalated_rows()) == 1
+        states = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+        assert len(states) == 1 and "escalated" in states[0], states
+        assert reload_until(driver, lambda: driver.find_elements(
+            By.CSS_SELECTOR, "svg.chart polyline.temperature_c"))
+        markers = driver.find_elements(By.CSS_SELECTOR, "svg.chart g.marker")
+        assert len(markers) == 1
+        points = driver.find_element(By.CSS_SELECTOR, "svg.chart polyline.temperature_c")
+        assert len(points.get_attribute("points").split()) >= 60
+        if SCREENSHOTS:
+            driver.save_screenshot(f"{SCREENSHOTS}/console-patient.png")
+        driver.get(f"{ward.console.url}patient/{hub_id(1)}/{patient_id(1)}?range=7d")
+        assert driver.find_elements(By.CSS_SELECTOR, "svg.chart polyline.heart_rate_bpm")
+
+        driver.get(f"{ward.console.url}summary")
+        text = driver.find_element(By.TAG_NAME, "main").text
+        assert "Daily summary" in text and patient_id(1) in text and patient_id(47) not in text
+        if SCREENSHOTS:
+            driver.save_screenshot(f"{SCREENSHOTS}/console-summary.png")
+        # Print view: navigation and ack forms are hidden.
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+        assert not driver.find_element(By.CSS_SELECTOR, "header.top").is_displayed()
+
+
+def test_post_without_csrf_token_is_refused_and_logout_ends_the_session(ward: Ward) -> None:
+    from selenium.webdriver.common.by import By
+
+    with chromium() as driver:
+        login(driver, ward.console.url)
+        token = driver.find_element(By.NAME, "csrf").get_attribute("value")
+        # A form built by "another site": same fields, no token. Run from the console's origin
+        # so the SameSite cookie is sent and only the CSRF check can refuse it.
+        crit = ward.alerts["crit_old"]
+        driver.execute_script("""
+            const f = document.createElement('form'); f.method = 'post'; f.action = '/ack';
+            for (const [k, v] of Object.entries(arguments[0])) {
+              const i = document.createElement('input'); i.name = k; i.value = v; f.appendChild(i);
+            }
+            document.body.appendChild(f); f.submit();""",
+            {"hub": hub_id(3), "patient": patient_id(3), "alert_id": crit.alert_id,
+             "csrf": "forged"})
+        until(lambda: "invalid form token" in driver.page_source, 5)
+        assert "invalid form token" in driver.page_source
+        assert token
+        driver.get(ward.console.url)
+        driver.find_element(By.ID, "logout").click()
+        assert driver.current_url.endswith("/login")
+        driver.get(ward.console.url)
+        assert driver.current_url.endswith("/login")
+
+
+def test_watch_prints_each_alert_once_and_acks_by_id(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    config = write_config(tmp_path, mosquitto.port, hubs=6)
+    watch = start_console(config, "--watch")
+    hub = SimHub(mosquitto.port, hub_id(0), patient_id(0)).start()
+    try:
+        alert = None
+
+        def subscribed() -> bool:
+            nonlocal alert
+            alert = hub.raise_alert(AlertKind.FEVER, Severity.HIGH, value=38.4)
+            return until(lambda: any(alert.alert_id in line for line in watch.output), 1.0)
+        assert until(subscribed, 15, step=0), watch.output  # until the watcher's SUBACK
+        assert alert is not None
+        raised = [line for line in watch.output if alert.alert_id in line]
+        assert len(raised) == 1 and f"HIGH fever raised {hub_id(0)}/{patient_id(0)} 38.4 °C" in raised[0]
+        again = hub.event(alert, AlertState.ESCALATED)
+        hub.event(alert, AlertState.ESCALATED, event_id=again.event_id, at=again.event_at)
+        hub.acknowledge(alert, "nurse-ana")
+        assert until(lambda: any(f"ACK {alert.alert_id} by nurse-ana" in line
+                                 for line in watch.output))
+        lines = [line for line in watch.output if alert.alert_id in line]
+        assert [line.split()[1] for line in lines] == ["HIGH", "HIGH", "ACK"], lines
+        assert "escalated" in lines[1]
+    finally:
+        hub.stop()
+        watch.stop()
