@@ -408,3 +408,63 @@ def test_watch_prints_each_alert_once_and_acks_by_id(mosquitto: Mosquitto, tmp_p
     finally:
         hub.stop()
         watch.stop()
+
+
+# --- the full round trip to a real hub ----------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="FOR THE LEAD: needs the hub side of the ack identity "
+                   "contract (docs/care-team.md): the hub subscribes to .../alert/ack/+ and takes "
+                   "the actor from the topic. Remove this marker when it lands; strict, so this "
+                   "test fails the day it starts passing with the marker still on.")
+def test_ack_from_the_page_reaches_a_real_hub_and_comes_back_acknowledged(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    import asyncio
+
+    from selenium.webdriver.common.by import By
+
+    from daemon.hub import Hub
+    from tests.support.faults import base_config, feed_fever
+    from tests.support.hubs import FakeClock
+
+    config_path = tmp_path / "console.toml"
+    config_path.write_text(
+        f'[console]\ndata_dir = "{tmp_path / "console-data"}"\nlisten_port = 0\n'
+        f'[mqtt]\nport = {mosquitto.port}\nkeepalive_s = 5\nreconnect_max_s = 1\n'
+        '[[teams]]\nid = "team-a"\npatients = [{ hub = "hub-test", patient = "p-0001" }]\n'
+        f'[[nurses]]\nusername = "nurse-ana"\nteam = "team-a"\n'
+        f'password_hash = "{hash_password(PASSWORD)}"\n')
+    console = start_console(config_path)
+    clock = FakeClock()
+
+    def ack_in_browser(alert_id: str) -> str:
+        with chromium() as driver:
+            login(driver, console.url)
+            selector = f'[data-alert="{alert_id}"]'
+            assert reload_until(driver, lambda: driver.find_elements(By.CSS_SELECTOR, selector))
+            alert = driver.find_element(By.CSS_SELECTOR, selector)
+            alert.find_element(By.NAME, "note").send_keys("on my way")
+            alert.find_element(By.CSS_SELECTOR, ".ack-button").click()
+            assert "Acknowledgement sent" in driver.find_element(By.ID, "flash").text
+            ok = reload_until(driver, lambda: "acknowledged by nurse-ana" in driver.find_element(
+                By.CSS_SELECTOR, selector).text, timeout=10)
+            return "acknowledged" if ok else driver.find_element(By.CSS_SELECTOR, selector).text
+
+    async def scenario() -> None:
+        hub = Hub(base_config(tmp_path / "hub-data", mosquitto.port), clock=clock,
+                  tick_interval_s=3600, heartbeat_interval_s=3600)
+        await hub.start()
+        assert await hub.wait_connected(10)
+        try:
+            feed_fever(hub, clock, minutes=2)
+            (fever_id,) = hub.tracked
+            result = await asyncio.to_thread(ack_in_browser, fever_id)
+            assert result == "acknowledged", f"the hub never confirmed the ack: {result}"
+            last = hub.store.journal(fever_id)[-1]
+            assert (last.state, last.actor) == ("acknowledged", "nurse-ana")
+        finally:
+            await hub.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        console.stop()
