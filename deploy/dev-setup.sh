@@ -25,6 +25,12 @@ if [ "$extra" = "test" ]; then
     have shellcheck || missing+=(shellcheck)
     have systemd-analyze || missing+=(systemd)
     have openssl || missing+=(openssl)
+    # The console's tests: mosquitto_rr/mosquitto_pub and jq drive the clinic's dynamic-security
+    # scripts; a real headless browser from Debian (Selenium is told where; nothing downloads).
+    have mosquitto_rr || missing+=(mosquitto-clients)
+    have jq || missing+=(jq)
+    have chromium || missing+=(chromium)
+    have chromedriver || missing+=(chromium-driver)
 fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then

@@ -332,3 +332,11 @@ def test_console_on_the_clinic_broker_acks_over_the_nurses_own_login(
     finally:
         console.stop()
         hub.stop()
+
+
+def test_provisioning_scripts_are_shellcheck_clean() -> None:
+    shellcheck = require_binary("shellcheck")
+    result = subprocess.run([shellcheck, "-x", "--severity=style",
+                             *map(str, sorted(CLINIC.glob("*.sh")))], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

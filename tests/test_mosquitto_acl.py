@@ -282,7 +282,7 @@ def test_hub_cannot_read_another_hubs_topics(broker: HubBroker) -> None:
 def test_care_team_reads_its_patients_alerts_and_writes_their_acks(broker: HubBroker) -> None:
     hub = broker.connected(HUB_A)
     team = broker.connected(TEAM)
-    assert ok(hub.subscribe(topic(HUB_A, PATIENT_A, "alert/ack")))
+    assert ok(hub.subscribe(topic(HUB_A, PATIENT_A, "alert/ack/+")))
     assert ok(hub.publish(topic(HUB_A, PATIENT_A, "alert/state"), b'{"open":[]}', retain=True))
     assert ok(team.subscribe(topic(HUB_A, PATIENT_A, "alert/#")))
     event = topic(HUB_A, PATIENT_A, "alert/event")
@@ -291,9 +291,12 @@ def test_care_team_reads_its_patients_alerts_and_writes_their_acks(broker: HubBr
     assert (topic(HUB_A, PATIENT_A, "alert/state"), b'{"open":[]}') in got  # retained
     assert (event, b'{"kind":"fever"}') in got
 
-    ack = topic(HUB_A, PATIENT_A, "alert/ack")
-    assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"nurse-7"}'))
-    assert (ack, b'{"alert_id":"a1","actor":"nurse-7"}') in hub.received(until_topic=ack)
+    # The ack identity contract: the last level is the login, and nothing else is writable.
+    ack = topic(HUB_A, PATIENT_A, f"alert/ack/{TEAM}")
+    assert team.publish(topic(HUB_A, PATIENT_A, "alert/ack/nurse-7")) == NOT_AUTHORIZED
+    assert team.publish(topic(HUB_A, PATIENT_A, "alert/ack")) == NOT_AUTHORIZED
+    assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"team-oncology"}'))
+    assert (ack, b'{"alert_id":"a1","actor":"team-oncology"}') in hub.received(until_topic=ack)
 
     # The hub answers on the team's response topic; the team reads it.
     response = topic(HUB_A, PATIENT_A, f"alert/ack/response/{TEAM}")
@@ -307,7 +310,8 @@ def test_care_team_writes_nothing_but_acks(broker: HubBroker) -> None:
     for target in (topic(HUB_A, PATIENT_A, "alert/event"), topic(HUB_A, PATIENT_A, "alert/state"),
                    topic(HUB_A, PATIENT_A, "vitals"), f"crs/v1/{HUB_A}/status",
                    topic(HUB_A, PATIENT_A, "device/chest-strap/status"),
-                   topic(HUB_B, PATIENT_B, "alert/ack"), topic(HUB_A, PATIENT_B, "alert/ack")):
+                   topic(HUB_B, PATIENT_B, f"alert/ack/{TEAM}"),
+                   topic(HUB_A, PATIENT_B, f"alert/ack/{TEAM}")):
         assert team.publish(target) == NOT_AUTHORIZED, target
 
 
@@ -346,6 +350,7 @@ def test_patient_app_reads_only_its_own_alerts(broker: HubBroker) -> None:
     assert state in seen
     assert not set(hidden) & set(seen)
     assert app.publish(topic(HUB_A, PATIENT_A, "alert/ack")) == NOT_AUTHORIZED
+    assert app.publish(topic(HUB_A, PATIENT_A, f"alert/ack/{PATIENT_A}")) == NOT_AUTHORIZED
     assert app.publish(event) == NOT_AUTHORIZED
 
 
@@ -431,7 +436,7 @@ def test_bridge_template_carries_alerts_out_and_acks_in(
             assert client.connect() == 0
         assert ok(team.subscribe(f"crs/v1/{HUB_A}/#"))
         assert ok(clinic_hub.subscribe(f"crs/v1/{HUB_A}/#"))
-        assert ok(hub.subscribe(topic(HUB_A, PATIENT_A, "alert/ack")))
+        assert ok(hub.subscribe(topic(HUB_A, PATIENT_A, "alert/ack/+")))
 
         # The bridge announces itself on the clinic side (retained "1").
         state = f"crs/v1/{HUB_A}/bridge/state"
@@ -444,16 +449,16 @@ def test_bridge_template_carries_alerts_out_and_acks_in(
         # The hub's own identity on the clinic may read vitals there, yet none arrive.
         assert vitals not in [t for t, _ in clinic_hub.received(until_topic=event)]
 
-        ack = topic(HUB_A, PATIENT_A, "alert/ack")
+        ack = topic(HUB_A, PATIENT_A, f"alert/ack/{TEAM}")
         deadline = time.monotonic() + WAIT
         while True:  # the bridge's own subscription on the clinic may still be on its way
-            assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"nurse-7"}'))
+            assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"team-oncology"}'))
             try:
                 topic_, payload, _ = hub.messages.get(timeout=0.5)
                 break
             except queue.Empty:
                 assert time.monotonic() < deadline, "ack never crossed the bridge"
-        assert (topic_, payload) == (ack, b'{"alert_id":"a1","actor":"nurse-7"}')
+        assert (topic_, payload) == (ack, b'{"alert_id":"a1","actor":"team-oncology"}')
     finally:
         for client in clients:
             client.close()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # add-console.sh USERNAME < password: the identity `crs-hub console` logs in with ([mqtt]).
+# shellcheck source=deploy/clinic/common.sh
 source "$(dirname "$0")/common.sh"
 [ $# -eq 1 ] || die "usage: add-console.sh USERNAME < password"
 check_id console "$1"

@@ -2,6 +2,7 @@
 # add-hub.sh HUB_ID PATIENT_ID TEAM < password
 # A hub (or its bridge) may write and read its own tree only, never an acknowledgement; TEAM
 # may read this patient's topics, and each of its nurses may acknowledge for them.
+# shellcheck source=deploy/clinic/common.sh
 source "$(dirname "$0")/common.sh"
 [ $# -eq 3 ] || die "usage: add-hub.sh HUB_ID PATIENT_ID TEAM < password"
 hub="$1" patient="$2" team="$3"

@@ -4,6 +4,7 @@
 # .../alert/ack/USERNAME for those patients only: one ACL per patient in the nurse's own role,
 # because dynsec in mosquitto 2.0.11 has no %u (docs/care-team.md). The same password is the
 # nurse's console login: put the printed hash in console.toml.
+# shellcheck source=deploy/clinic/common.sh
 source "$(dirname "$0")/common.sh"
 [ $# -eq 2 ] || die "usage: add-nurse.sh USERNAME TEAM < password"
 nurse="$1" team="$2"

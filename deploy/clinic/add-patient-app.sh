@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # add-patient-app.sh HUB_ID PATIENT_ID < password
 # The patient's app logs in as PATIENT_ID and reads its own alerts; it publishes nothing.
+# shellcheck source=deploy/clinic/common.sh
 source "$(dirname "$0")/common.sh"
 [ $# -eq 2 ] || die "usage: add-patient-app.sh HUB_ID PATIENT_ID < password"
 hub="$1" patient="$2"

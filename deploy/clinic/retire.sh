@@ -2,6 +2,7 @@
 # retire.sh hub|patient-app|nurse|console ID
 # Deletes the identity and its own role. A retired hub also leaves every team's and nurse's
 # ACLs; its retained messages stop being delivered (check_retain_source in the broker config).
+# shellcheck source=deploy/clinic/common.sh
 source "$(dirname "$0")/common.sh"
 [ $# -eq 2 ] || die "usage: retire.sh hub|patient-app|nurse|console ID"
 kind="$1" id="$2"

@@ -2,6 +2,7 @@
 # Once per clinic broker, after `mosquitto_ctrl dynsec init`: deny by default, take the admin's
 # read access to every topic away (it administers identities; it reads no health data), and
 # create the shared `console` role. Safe to run again.
+# shellcheck source=deploy/clinic/common.sh
 source "$(dirname "$0")/common.sh"
 
 dynsec "$(jq -cn '[{command:"setDefaultACLAccess", acls:[
