@@ -8,7 +8,8 @@ Each row module runs in a fresh worker process (``python -m bench.<module>``), o
 other, so that no measurement shares a heap or a CPU with another. Every row shows its figure,
 a floor measured in the same run on the same machine, the ratio of the two, the goal and
 PASS/FAIL. The exit status is 1 when any row misses its goal (or could not be measured).
-The module docstrings (bench/latency.py, ingest.py, memory.py, startup.py, soak.py, fleet.py)
+The module docstrings (bench/latency.py, ingest.py, memory.py, startup.py, soak.py, fleet.py,
+console.py)
 say exactly what each row measures.
 """
 
@@ -30,6 +31,7 @@ SUITE: tuple[tuple[str, str, str], ...] = (
     ("soak", "Soak 24 h", "RSS growth <= 2 MB, DB within bound, all alerts"),
     ("startup", "Start-up to READY=1", "<= 1 s"),
     ("fleet", "Fleet of 1,000 hubs", "0 lost alerts"),
+    ("console", "Console, 1,000 hubs", "RSS <= 150 MB, ward page p50 <= 500 ms"),
 )
 TIMEOUT_S = {"quick": 120.0, "full": 900.0}
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="crs-hub benchmarks: alert latency, ingest, memory, 24 h soak, start-up, "
-        "fleet. Prints a table; writes bench/results/latest.json (quick.json with --quick).")
+        "fleet, console. Prints a table; writes bench/results/latest.json (quick.json with --quick).")
     parser.add_argument("--quick", action="store_true",
                         help="every row at reduced size (under a minute)")
     parser.add_argument("--only", default="",
