@@ -334,12 +334,14 @@ def test_duplicate_event_is_shown_once_and_history_and_chart_render(ward: Ward) 
         assert len(escalated_rows()) == 1
         states = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
         assert len(states) == 1 and "escalated" in states[0], states
-        assert reload_until(driver, lambda: driver.find_elements(
-            By.CSS_SELECTOR, "svg.chart polyline.temperature_c"))
+        def points() -> int:
+            lines = driver.find_elements(By.CSS_SELECTOR, "svg.chart polyline.temperature_c")
+            return len(lines[0].get_attribute("points").split()) if lines else 0
+        # 72 samples, one every 20 min over 24 h, each its own 5-minute bucket (QoS 0 vitals:
+        # wait for the last to be stored).
+        assert reload_until(driver, lambda: points() == 72), points()
         markers = driver.find_elements(By.CSS_SELECTOR, "svg.chart g.marker")
         assert len(markers) == 1
-        points = driver.find_element(By.CSS_SELECTOR, "svg.chart polyline.temperature_c")
-        assert len(points.get_attribute("points").split()) >= 60
         if SCREENSHOTS:
             driver.save_screenshot(f"{SCREENSHOTS}/console-patient.png")
         driver.get(f"{ward.console.url}patient/{hub_id(1)}/{patient_id(1)}?range=7d")
@@ -348,6 +350,9 @@ def test_duplicate_event_is_shown_once_and_history_and_chart_render(ward: Ward) 
         driver.get(f"{ward.console.url}summary")
         text = driver.find_element(By.TAG_NAME, "main").text
         assert "Daily summary" in text and patient_id(1) in text and patient_id(47) not in text
+        assert "Open now: high fever since" in text
+        section = driver.find_elements(By.CSS_SELECTOR, ".summary-patient")[3].text
+        assert section.startswith(patient_id(1)) and "escalated" in section, section
         if SCREENSHOTS:
             driver.save_screenshot(f"{SCREENSHOTS}/console-summary.png")
         # Print view: navigation and ack forms are hidden.
@@ -377,7 +382,7 @@ def test_post_without_csrf_token_is_refused_and_logout_ends_the_session(ward: Wa
         assert token
         driver.get(ward.console.url)
         driver.find_element(By.ID, "logout").click()
-        assert driver.current_url.endswith("/login")
+        assert until(lambda: driver.current_url.endswith("/login"), 10)
         driver.get(ward.console.url)
         assert driver.current_url.endswith("/login")
 

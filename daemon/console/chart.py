@@ -18,7 +18,7 @@ from daemon.payloads import AlertEvent, VitalsSample
 
 SEVERITY_COLOURS = {"low": "#6b7280", "medium": "#b45309", "high": "#dc2626",
                     "critical": "#7f1d1d", "emergency": "#000000"}
-WIDTH, PANEL_H, LEFT, RIGHT, TOP, GAP = 760, 110, 48, 12, 14, 26
+WIDTH, PANEL_H, LEFT, RIGHT, TOP, GAP = 760, 110, 48, 24, 14, 26
 
 
 @dataclass(frozen=True)
