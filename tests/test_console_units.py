@@ -50,6 +50,15 @@ def event(alert_id: str, state: AlertState = AlertState.RAISED, *, kind: AlertKi
 
 # --- config ---------------------------------------------------------------------------------
 
+def test_shipped_example_config_is_valid() -> None:
+    from daemon.console.config import load_console_config
+
+    example = Path(__file__).resolve().parent.parent / "deploy" / "clinic" / "console.example.toml"
+    config = load_console_config(example)
+    assert [t.id for t in config.teams] == ["team-oncology"]
+    assert config.nurses[0].username == "nurse-ana"
+
+
 def test_config_accepts_the_example_shape(tmp_path: Path) -> None:
     config = parse_console_config(config_data(tmp_path))
     team = config.team_of("nurse-ana")
