@@ -263,3 +263,29 @@ def test_watch_line_is_one_line_with_severity_and_ack_by_id() -> None:
     assert "alert=a1" in raised and "call" not in raised
     acked = event_line(event("a1", AlertState.ACKNOWLEDGED, acknowledged_by="nurse-ana"))
     assert acked == "2026-12-01T12:00:00Z ACK a1 by nurse-ana hub-1/p-1 fever"
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ('password_file = "/nonexistent/pw"', "mqtt.password_file: cannot read /nonexistent/pw"),
+    ('password_env = "CRS_TEST_UNSET_VAR"', "mqtt.password_env: CRS_TEST_UNSET_VAR is not set"),
+])
+def test_missing_secret_exits_2_naming_the_field(tmp_path: Path, extra: str, problem: str) -> None:
+    path = tmp_path / "console.toml"
+    path.write_text(f'[console]\ndata_dir = "{tmp_path}/d"\n[mqtt]\nusername = "c"\n{extra}\n'
+                    '[[teams]]\nid = "team-a"\n')
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CRS_TEST_UNSET_VAR"}
+    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "console", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode == 2 and problem in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unusable_data_dir_exits_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    path = tmp_path / "console.toml"
+    path.write_text(f'[console]\ndata_dir = "{blocker}/d"\n[mqtt]\n[[teams]]\nid = "team-a"\n')
+    proc = subprocess.run([sys.executable, "-m", "daemon.cli", "console", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "console.data_dir: cannot open the history" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import logging
 import signal
+import sqlite3
 import sys
 from datetime import UTC
 
@@ -17,6 +18,7 @@ from daemon.config import ConfigError
 from daemon.console.broker import NurseLinks, console_link
 from daemon.console.config import ConsoleConfig, load_console_config
 from daemon.console.credentials import hash_password
+from daemon.console.history import History
 from daemon.console.service import Console, MalformedMessage, parse_message
 from daemon.console.web import ConsoleWeb
 from daemon.mqtt_link import IncomingMessage
@@ -54,8 +56,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_console_config(args.config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    problem = preflight(config)
+    if problem:
+        print(problem, file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -66,6 +72,21 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"console: {exc}", file=sys.stderr)
         return 1
+
+
+def preflight(config: ConsoleConfig) -> str | None:
+    """What the config names but the machine lacks, as `path: reason` (before any thread)."""
+    try:
+        config.mqtt.password()
+    except OSError as exc:
+        return f"mqtt.password_file: cannot read {config.mqtt.password_file}: {exc.strerror}"
+    if config.mqtt.username and config.mqtt.password() is None and config.mqtt.password_env:
+        return f"mqtt.password_env: {config.mqtt.password_env} is not set"
+    try:
+        History(config.console.data_dir / "console.sqlite3").close()
+    except (OSError, sqlite3.Error) as exc:
+        return f"console.data_dir: cannot open the history in {config.console.data_dir}: {exc}"
+    return None
 
 
 async def _until_signal() -> None:
