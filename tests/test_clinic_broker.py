@@ -313,6 +313,7 @@ def test_console_on_the_clinic_broker_acks_over_the_nurses_own_login(
                                            "password": PW})
         assert until(lambda: alert.alert_id in web.open(console.url).read().decode(), 10)
         ward = web.open(console.url).read().decode()
+        assert '<meta http-equiv="refresh" content="30">' in ward  # the default: a screen
         csrf = re.search(r'name="csrf" value="([^"]+)"', ward)
         assert csrf
         form = {"csrf": csrf.group(1), "hub": "hub-a", "patient": "p-a",

@@ -63,6 +63,7 @@ def write_config(tmp_path: Path, port: int, hubs: int = N_HUBS,
     lines = [
         "[console]", f'data_dir = "{tmp_path / "console-data"}"', "listen_port = 0",
         f"heartbeat_stale_s = {keepalive_stale_s}",
+        "refresh_s = 0",  # the tests reload on their own; a timed reload would race them
         "[mqtt]", f"port = {port}", 'username = "console-1"', "keepalive_s = 5",
         "reconnect_max_s = 1",
     ]
@@ -379,7 +380,16 @@ def test_post_without_csrf_token_is_refused_and_logout_ends_the_session(ward: Wa
              "csrf": "forged"})
         until(lambda: "invalid form token" in driver.page_source, 5)
         assert "invalid form token" in driver.page_source
+        assert until(lambda: any("refused POST /ack: 403 invalid form token" in line
+                                 for line in ward.console.output), 5), ward.console.output[-5:]
         assert token
+        session = driver.get_cookie("crs_console")
+        assert session and session["httpOnly"] and session["sameSite"] == "Strict"
+        # Secrets never reach the log: not the password, the session token or the CSRF token.
+        log_text = "\n".join(ward.console.output)
+        assert "logged in" in log_text
+        for secret in (PASSWORD, session["value"], token):
+            assert secret not in log_text
         driver.get(ward.console.url)
         driver.find_element(By.ID, "logout").click()
         assert until(lambda: driver.current_url.endswith("/login"), 10)
@@ -433,7 +443,7 @@ def test_ack_from_the_page_reaches_a_real_hub_and_comes_back_acknowledged(
 
     config_path = tmp_path / "console.toml"
     config_path.write_text(
-        f'[console]\ndata_dir = "{tmp_path / "console-data"}"\nlisten_port = 0\n'
+        f'[console]\ndata_dir = "{tmp_path / "console-data"}"\nlisten_port = 0\nrefresh_s = 0\n'
         f'[mqtt]\nport = {mosquitto.port}\nkeepalive_s = 5\nreconnect_max_s = 1\n'
         '[[teams]]\nid = "team-a"\npatients = [{ hub = "hub-test", patient = "p-0001" }]\n'
         f'[[nurses]]\nusername = "nurse-ana"\nteam = "team-a"\n'

@@ -41,6 +41,9 @@ class ConsoleSettings(_Section):
     session_idle_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
     # Hubs send a heartbeat every 30 s; three missed ones make the hub "stale" on the page.
     heartbeat_stale_s: int = Field(90, ge=10)
+    # The ward page reloads itself so that a screen left open shows new alerts (no JavaScript:
+    # a meta refresh). 0 turns it off; a note being typed on the ward page is lost by a reload.
+    refresh_s: int = Field(30, ge=0, le=3600)
     # Set behind TLS (a reverse proxy): the session cookie is then never sent over plain HTTP.
     cookie_secure: bool = False
     vitals_retention_days: int = Field(8, ge=1, le=400)

@@ -92,13 +92,25 @@ class ConsoleWeb:
 
     @web.middleware
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        response: web.StreamResponse = await handler(request)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 400 and request.path != "/favicon.ico":
+                # Rejected web input is logged (path and reason, never the form's content).
+                log.warning("refused %s %s: %s %s", request.method, request.path, exc.status,
+                            exc.text)
+            self._secure(exc)
+            raise
+        self._secure(response)
+        return response
+
+    @staticmethod
+    def _secure(response: web.StreamResponse) -> None:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         # Health data: never kept in a shared browser or proxy cache.
         response.headers["Cache-Control"] = "no-store"
-        return response
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -116,8 +128,6 @@ class ConsoleWeb:
             form = await request.post()
             token = form.get("csrf")
             if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf):
-                log.warning("refused a POST to %s without a valid CSRF token (user %s)",
-                            request.path, session.username)
                 raise web.HTTPForbidden(text="invalid form token: reload the page")
         return await handler(request)
 
@@ -151,7 +161,6 @@ class ConsoleWeb:
         token = form.get("csrf")
         cookie = request.cookies.get(LOGIN_COOKIE, "")
         if not isinstance(token, str) or not cookie or not hmac.compare_digest(token, cookie):
-            log.warning("refused a login form without a valid CSRF token")
             raise web.HTTPForbidden(text="invalid form token: reload the login page")
         if not isinstance(username, str) or not isinstance(password, str):
             raise web.HTTPBadRequest(text="username and password are required")
@@ -192,6 +201,7 @@ class ConsoleWeb:
         rows = self.console.ward.rows(base["now"], self.config.console.heartbeat_stale_s,
                                       base["team"])
         return self.render("ward.html.j2", rows=rows, age=_age,
+                           refresh_s=self.config.console.refresh_s,
                            message=request.query.get("msg"), **base)
 
     def _patient_or_404(self, request: web.Request, hub_id: str, patient_id: str) -> Any:
