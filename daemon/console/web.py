@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'
        "frame-ancestors 'none'; base-uri 'none'")
 
 SESSION_KEY = web.RequestKey("session", Session)
+NEXT_PAGE = re.compile(r"/(patient/[a-z0-9-]+/[a-z0-9-]+)?")
 
 
 def _age(now: datetime, then: datetime | None) -> str:
@@ -265,8 +267,9 @@ class ConsoleWeb:
             log.warning("ack for alert %s by %s not accepted: %s", alert_id, session.username,
                         reason)
             message = "ack-refused"
+        # Back to the page the form was on: only the console's own pages (no open redirect).
         target = fields["next"] if isinstance(fields["next"], str) and \
-            fields["next"].startswith("/") and not fields["next"].startswith("//") else "/"
+            NEXT_PAGE.fullmatch(fields["next"]) else "/"
         separator = "&" if "?" in target else "?"
         return _redirect(f"{target}{separator}msg={message}")
 
