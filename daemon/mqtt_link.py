@@ -51,6 +51,10 @@ class MqttLink:
     will: tuple[str, bytes] | None = None
     callbacks: LinkCallbacks = field(default_factory=LinkCallbacks)
     subscriptions: list[tuple[str, int]] = field(default_factory=list)
+    # MQTT v5 only: keep the session (subscriptions and queued QoS 1 messages) this long while
+    # disconnected; clean start is then off on every connect, the first included (mosquitto 2.0
+    # stores a session only when the latest CONNECT had clean start off). None: clean sessions.
+    session_expiry_s: int | None = None
 
     def __post_init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -95,9 +99,17 @@ class MqttLink:
     def start(self) -> None:
         """Start connecting in the background; returns at once (the broker may be down)."""
         self._loop = asyncio.get_running_loop()
-        self.client.connect_async(
-            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
-        )
+        if self.v5 and self.session_expiry_s:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = self.session_expiry_s
+            self.client.connect_async(
+                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+                clean_start=False, properties=properties,
+            )
+        else:
+            self.client.connect_async(
+                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
+            )
         self.client.loop_start()
 
     async def stop(self, final: tuple[str, bytes] | None = None, wait_s: float = 3.0) -> None:

@@ -483,3 +483,55 @@ def test_ack_from_the_page_reaches_a_real_hub_and_comes_back_acknowledged(
         asyncio.run(scenario())
     finally:
         console.stop()
+
+
+def http_login(url: str, user: str = "nurse-ana") -> Any:
+    """A logged-in HTTP client without a browser (cookie jar, CSRF token from the form)."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    web = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    token = re.search(r'name="csrf" value="([^"]+)"', web.open(url + "login").read().decode())
+    assert token
+    form = urllib.parse.urlencode({"csrf": token.group(1), "username": user,
+                                   "password": PASSWORD}).encode()
+    assert "Log out" in web.open(url + "login", form).read().decode()
+    return web
+
+
+def test_events_published_while_the_console_was_down_reach_its_history(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The console's MQTT session outlives it (session expiry, fixed client id): the broker
+    queues alert events meanwhile, and the restarted console stores and shows them."""
+    config = write_config(tmp_path, mosquitto.port, hubs=6)
+    hub = SimHub(mosquitto.port, hub_id(0), patient_id(0)).start()
+    hub.status()
+    console = start_console(config)
+    try:
+        web = http_login(console.url)
+        page = f"{console.url}patient/{hub_id(0)}/{patient_id(0)}"
+        # Subscribed once the retained status shows.
+        assert until(lambda: 'class="hub-online"' in web.open(page).read().decode(), 10)
+        first = hub.raise_alert(AlertKind.FEVER, Severity.HIGH, value=38.2)
+        assert until(lambda: 'data-event="' in web.open(page).read().decode(), 10)
+        console.stop()
+        assert console.process.returncode == 0, console.output[-5:]
+        # While the console is down: the alert escalates, then clears.
+        escalated = hub.event(first, AlertState.ESCALATED)
+        hub.alerts.clear()
+        cleared = hub.event(first, AlertState.CLEARED)
+        hub.snapshot()
+        console = start_console(config)
+        web = http_login(console.url)
+        page = f"{console.url}patient/{hub_id(0)}/{patient_id(0)}"
+        text = until(lambda: (t := web.open(page).read().decode())
+                     and escalated.event_id in t and cleared.event_id in t and t, 10)
+        assert text, "events from the console's downtime never arrived"
+        assert text.count('data-event="') == 3  # raised, escalated, cleared: each once
+        assert 'id="no-open"' in text
+    finally:
+        console.stop()
+        hub.stop()

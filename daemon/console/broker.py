@@ -45,9 +45,18 @@ def ack_topic(prefix: str, hub_id: str, patient_id: str, username: str) -> str:
     return f"{prefix}/{hub_id}/{patient_id}/alert/ack/{username}"
 
 
-def console_link(config: ConsoleConfig, on_message: Callable[[IncomingMessage], None],
-                 client_id: str | None = None) -> MqttLink:
-    return MqttLink(config.mqtt, client_id or f"crs-console-{secrets.token_hex(4)}",
+def console_link(config: ConsoleConfig, on_message: Callable[[IncomingMessage], None], *,
+                 persistent: bool = True) -> MqttLink:
+    """The console's own connection. ``persistent``: the configured client id and session
+    expiry (the web console); otherwise a throw-away clean session (--watch, which must not
+    take the console's session over)."""
+    settings = config.console
+    if persistent and settings.session_expiry_s:
+        return MqttLink(config.mqtt, settings.client_id,
+                        callbacks=LinkCallbacks(message=on_message),
+                        subscriptions=subscriptions(config),
+                        session_expiry_s=settings.session_expiry_s)
+    return MqttLink(config.mqtt, f"{settings.client_id}-watch-{secrets.token_hex(3)}",
                     callbacks=LinkCallbacks(message=on_message),
                     subscriptions=subscriptions(config))
 

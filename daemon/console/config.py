@@ -47,6 +47,11 @@ class ConsoleSettings(_Section):
     # Set behind TLS (a reverse proxy): the session cookie is then never sent over plain HTTP.
     cookie_secure: bool = False
     vitals_retention_days: int = Field(8, ge=1, le=400)
+    # The broker keeps the console's MQTT session (and queues alert events) this long while the
+    # console is down, so the history has what happened meanwhile; 0: a clean session each time.
+    # The client id must then stay the same and be this console's alone.
+    client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "crs-console"
+    session_expiry_s: int = Field(86400, ge=0, le=30 * 86400)
 
 
 class PatientRef(_Section):

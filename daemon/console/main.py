@@ -118,7 +118,7 @@ async def watch(config: ConsoleConfig) -> int:
             del seen[next(iter(seen))]
         print(event_line(event), flush=True)
 
-    link = console_link(config, on_message)
+    link = console_link(config, on_message, persistent=False)
     link.start()
     try:
         await _until_signal()
