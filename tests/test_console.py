@@ -390,7 +390,19 @@ def test_post_without_csrf_token_is_refused_and_logout_ends_the_session(ward: Wa
         assert "logged in" in log_text
         for secret in (PASSWORD, session["value"], token):
             assert secret not in log_text
+        # A malformed MQTT message: logged with its topic (never its content), and the page
+        # keeps working.
+        bad_topic = f"crs/v1/{hub_id(0)}/{patient_id(0)}/alert/event"
+        ward.hubs[0].client.publish(bad_topic, b"\x80not json", qos=1).wait_for_publish(5)
+        ward.hubs[0].client.publish(f"crs/v1/{hub_id(0)}/status", b'{"hub_id": "hub-s00"}',
+                                    qos=1).wait_for_publish(5)
+        assert until(lambda: sum(f"malformed message on {t}" in line
+                                 for line in ward.console.output
+                                 for t in (bad_topic, f"crs/v1/{hub_id(0)}/status")) == 2, 10), \
+            ward.console.output[-5:]
+        assert "not json" not in "\n".join(ward.console.output)
         driver.get(ward.console.url)
+        assert len(page_order(driver)) == 45
         driver.find_element(By.ID, "logout").click()
         assert until(lambda: driver.current_url.endswith("/login"), 10)
         driver.get(ward.console.url)
@@ -535,3 +547,41 @@ def test_events_published_while_the_console_was_down_reach_its_history(
     finally:
         console.stop()
         hub.stop()
+
+
+def test_repeated_failed_logins_slow_down_then_the_right_password_works(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    console = start_console(write_config(tmp_path, mosquitto.port, hubs=6))
+    web = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def attempt(password: str) -> tuple[int, str]:
+        page = web.open(console.url + "login").read().decode()
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert token
+        form = urllib.parse.urlencode({"csrf": token.group(1), "username": "nurse-ana",
+                                       "password": password}).encode()
+        try:
+            with web.open(console.url + "login", form) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    try:
+        for _ in range(5):
+            assert attempt("guess")[0] == 401
+        status, text = attempt(PASSWORD)  # right, but too soon after 5 failures
+        assert status == 429 and "Too many failed logins: try again in 1 s." in text
+        assert until(lambda: attempt(PASSWORD)[0] == 200, 5)
+        assert attempt("guess")[0] == 401  # the success reset the count: no wait now
+        assert sum("failed console login" in line for line in console.output) == 6
+        assert all("nurse-ana" not in line for line in console.output
+                   if "failed console login" in line or "too many" in line)
+    finally:
+        console.stop()

@@ -289,3 +289,19 @@ def test_unusable_data_dir_exits_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "console.data_dir: cannot open the history" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["crs/v1/hub-1/status", "crs/v1/hub-1/p-1/alert/event",
+                        "crs/v1/hub-1/p-1/alert/state", "crs/v1/hub-1/p-1/device/d-1/status",
+                        "crs/v1/hub-1/p-1/vitals", "crs/v1/hub-1/p-1/other", "elsewhere/x"]),
+       st.one_of(st.binary(max_size=200),
+                 st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                              lambda kids: st.lists(kids, max_size=4)
+                              | st.dictionaries(st.text(max_size=12), kids, max_size=5),
+                              max_leaves=12).map(lambda v: __import__("json").dumps(v).encode())))
+def test_any_payload_parses_or_is_malformed_never_crashes(topic: str, payload: bytes) -> None:
+    try:
+        parse_message("crs/v1", topic, payload)
+    except MalformedMessage:
+        pass

@@ -75,6 +75,8 @@ def parse_message(prefix: str, topic: str, payload: bytes) -> Parsed | None:
             for e in exc.errors(include_url=False))) from None
     except json.JSONDecodeError as exc:
         raise MalformedMessage(f"not JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise MalformedMessage("not JSON: not UTF-8 text") from None
     return None
 
 

@@ -37,6 +37,7 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'
        "frame-ancestors 'none'; base-uri 'none'")
 
 SESSION_KEY = web.RequestKey("session", Session)
+FREE_FAILURES = 5
 NEXT_PAGE = re.compile(r"/(patient/[a-z0-9-]+/[a-z0-9-]+)?")
 
 
@@ -76,6 +77,8 @@ class ConsoleWeb:
         self.sessions = Sessions(settings.session_ttl_s, settings.session_idle_s)
         self.env = templates()
         self.hashes = {n.username: n.password_hash for n in self.config.nurses}
+        # Failed logins in a row per username: (count, monotonic time before which to refuse).
+        self._failures: dict[str, tuple[int, float]] = {}
         self.app = web.Application(middlewares=[self._headers, self._auth],
                                    client_max_size=64 * 1024)
         self.app.add_routes([
@@ -167,20 +170,35 @@ class ConsoleWeb:
         if not isinstance(username, str) or not isinstance(password, str):
             raise web.HTTPBadRequest(text="username and password are required")
         stored = self.hashes.get(username)
+        key = username if stored is not None else ""  # every unknown name shares one counter
+        now_s = time.monotonic()
+        failures, blocked_until = self._failures.get(key, (0, 0.0))
+        if now_s < blocked_until:
+            log.warning("console login refused: too many failed attempts (username not logged)")
+            return self._login_error(429, "Too many failed logins: try again in "
+                                     f"{blocked_until - now_s:.0f} s.")
         ok = verify_password(password, stored or DUMMY_HASH) and stored is not None
         if not ok:
+            failures += 1
+            # After 5 failures in a row: wait 1, 2, 4 ... s, at most 5 min, never locked out.
+            wait_s = min(2.0 ** (failures - FREE_FAILURES), 300.0) \
+                if failures >= FREE_FAILURES else 0.0
+            self._failures[key] = (failures, now_s + wait_s)
             log.warning("failed console login (username not logged)")
-            fresh = secrets.token_urlsafe(24)
-            response = self.render("login.html.j2", status=401, csrf=fresh,
-                                   error="Unknown username or wrong password.")
-            self._cookie(response, LOGIN_COOKIE, fresh)
-            return response
+            return self._login_error(401, "Unknown username or wrong password.")
+        self._failures.pop(key, None)
         session = self.sessions.open(username, time.monotonic())
         self.nurses.open(username, password)
         log.info("nurse %s logged in", username)
         response = _redirect("/")
         self._cookie(response, COOKIE, session.token)
         response.del_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    def _login_error(self, status: int, error: str) -> web.Response:
+        fresh = secrets.token_urlsafe(24)
+        response = self.render("login.html.j2", status=status, csrf=fresh, error=error)
+        self._cookie(response, LOGIN_COOKIE, fresh)
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
