@@ -302,6 +302,14 @@ def test_unusable_data_dir_exits_2(tmp_path: Path) -> None:
                               max_leaves=12).map(lambda v: __import__("json").dumps(v).encode())))
 def test_any_payload_parses_or_is_malformed_never_crashes(topic: str, payload: bytes) -> None:
     try:
-        parse_message("crs/v1", topic, payload)
-    except MalformedMessage:
-        pass
+        parsed = parse_message("crs/v1", topic, payload)
+    except MalformedMessage as exc:
+        assert str(exc)  # a reason to log
+        return
+    kinds = {"crs/v1/hub-1/status": "hub_status", "crs/v1/hub-1/p-1/alert/event": "alert_event",
+             "crs/v1/hub-1/p-1/alert/state": "alert_state", "crs/v1/hub-1/p-1/vitals": "vitals",
+             "crs/v1/hub-1/p-1/device/d-1/status": "device_status"}
+    # Only a documented topic yields a model, and of that topic's kind.
+    assert (parsed.kind if parsed else None) in (None, kinds.get(topic))
+    if topic not in kinds:
+        assert parsed is None
