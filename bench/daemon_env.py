@@ -78,7 +78,11 @@ def config_text(data_dir: Path, port: int) -> str:
         f'[hub]\nid = "hub-bench"\ndata_dir = "{data_dir}"\n\n'
         '[patient]\nid = "p-bench"\ncare_team_name = "the bench team"\n'
         'care_team_phone = "+1 555 0100"\n\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nreconnect_max_s = 1\n\n{devices}'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nreconnect_max_s = 1\n\n'
+        # The patient's page runs in the measured daemon (issue 11: the RSS goal holds with it).
+        '[status_page]\nhost = "127.0.0.1"\nport = 0\n\n'
+        f'[annunciator]\nwav_dir = "{data_dir}/sounds"\n\n'
+        f'{devices}'
     )
 
 

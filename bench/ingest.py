@@ -4,8 +4,8 @@ What runs: the real ``Hub.on_payload`` (the entry point the Bluetooth sessions c
 whose config names a broker that is never contacted (``Hub.start`` is not called, so the outbox
 never publishes). Each call does what it does in the daemon: read the hub clock, decode the GATT
 bytes, turn them into readings with the device's site offset, buffer them in the SQLite store
-(WAL, ``synchronous=FULL``, committed every 500 readings by the store's own batching), and run
-ClinicalRules and TechnicalAlarms on each one.
+(WAL; raw readings committed lazily in batches of at most 2,000 readings or 60 s, see
+daemon/store.py), and run ClinicalRules and TechnicalAlarms on each one.
 
 The stream is the soak's: 4 wearables at 1 Hz (two chest straps sending Heart Rate Measurement
 with contact and one RR interval, two temperature patches sending Temperature Measurement), with

@@ -8,7 +8,8 @@ patches: Temperature Measurement; every 10 minutes a Battery Level), i.e. 345,60
 payloads; Bluetooth itself is not involved. The jobs the daemon's scheduler runs every N real
 seconds run every N scenario seconds instead: ``tick`` every 1 s, ``heartbeat`` every 30 s,
 ``publish_vitals`` every 60 s, ``compact`` every 3600 s (the real scheduler is paused), and
-``store.flush`` every 10 s rather than every second (see FLUSH_EVERY_S). The event loop runs between scenario seconds, so PUBACKs drain the outbox.
+``store.flush`` every 10 s rather than every second (see FLUSH_EVERY_S; the store itself
+commits a reading batch only every 60 real seconds or 2,000 readings). The event loop runs between scenario seconds, so PUBACKs drain the outbox.
 
 Disconnects: every wearable drops its link every 10 minutes (staggered) for 30 s:
 ``on_connection_change(False)``, no payloads, ``on_connection_change(True)``; 576 in all.

@@ -9,7 +9,7 @@ other, so that no measurement shares a heap or a CPU with another. Every row sho
 a floor measured in the same run on the same machine, the ratio of the two, the goal and
 PASS/FAIL. The exit status is 1 when any row misses its goal (or could not be measured).
 The module docstrings (bench/latency.py, ingest.py, memory.py, startup.py, soak.py, fleet.py,
-console.py)
+disk_writes.py, broker_persistence.py, console.py)
 say exactly what each row measures.
 """
 
@@ -25,12 +25,15 @@ from bench.report import RESULTS_DIR, Row, failed_row, table, uncommitted_code, 
 
 # (module, keys/names it produces if it fails, goal text for a failed row)
 SUITE: tuple[tuple[str, str, str], ...] = (
-    ("latency", "Alert latency p99", "<= 50 ms and <= 1.5x floor"),
+    ("latency", "Alert latency p99", "<= 10 ms and <= 1.25x durable floor"),
     ("ingest", "Ingest, one core", ">= 20,000/s and <= 2x floor"),
     ("memory", "Daemon RSS after warm-up", "<= 60 MB"),
     ("soak", "Soak 24 h", "RSS growth <= 2 MB, DB within bound, all alerts"),
     ("startup", "Start-up to READY=1", "<= 1 s"),
     ("fleet", "Fleet of 1,000 hubs", "0 lost alerts"),
+    ("replay", "Replay of a patient-week", "<= 10 s"),
+    ("disk_writes", "Disk writes, 4 wearables at 1 Hz", "<= 150 MB/day"),
+    ("broker_persistence", "Broker PUBACK p99, save on change", "<= 10 ms"),
     ("console", "Console, 1,000 hubs", "RSS <= 150 MB, ward page p50 <= 500 ms"),
 )
 TIMEOUT_S = {"quick": 120.0, "full": 900.0}

@@ -18,15 +18,20 @@ class AlertKind(StrEnum):
     HIGH_FEVER = "high_fever"
     TACHYCARDIA = "tachycardia"
     FEVER_TACHYCARDIA = "fever_tachycardia"
+    SYMPTOM_REPORTED = "symptom_reported"
     # Technical: the hub cannot see the patient properly. On by default.
     NO_DATA = "no_data"
     SENSOR_CONTACT_LOST = "sensor_contact_lost"
     DEVICE_DISCONNECTED = "device_disconnected"
+    # Temperature fell faster than a fever can break: the patch came loose or got wet.
+    IMPLAUSIBLE_FALL = "implausible_fall"
     BATTERY_LOW = "battery_low"
     ADAPTER_UNAVAILABLE = "adapter_unavailable"
     OUTBOX_BACKLOG = "outbox_backlog"
     DISK_LOW = "disk_low"
     BROKER_UNREACHABLE = "broker_unreachable"
+    HUB_FAULT = "hub_fault"
+    ANNUNCIATOR_UNAVAILABLE = "annunciator_unavailable"
 
     @property
     def is_technical(self) -> bool:
@@ -34,7 +39,8 @@ class AlertKind(StrEnum):
 
 
 _CLINICAL = frozenset(
-    {AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.TACHYCARDIA, AlertKind.FEVER_TACHYCARDIA}
+    {AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.TACHYCARDIA, AlertKind.FEVER_TACHYCARDIA,
+     AlertKind.SYMPTOM_REPORTED}
 )
 
 

@@ -34,12 +34,24 @@ from bleak import BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError, BleakError
+from bleak.exc import (
+    BleakBluetoothNotAvailableError,
+    BleakCharacteristicNotFoundError,
+    BleakDBusError,
+    BleakDeviceNotFoundError,
+    BleakError,
+    BleakGATTProtocolError,
+)
 from bleak_retry_connector import (
+    BleakAbortedError,
     BleakClientWithServiceCache,
+    BleakNotFoundError,
+    BleakOutOfConnectionSlotsError,
     establish_connection,
     get_connected_devices,
 )
+from dbus_fast import BusType, Message, MessageType
+from dbus_fast.aio import MessageBus
 
 if TYPE_CHECKING:
     from daemon.profiles import DeviceProfile
@@ -237,24 +249,104 @@ _BLUEZ_GONE = {
     "org.freedesktop.DBus.Error.ServiceUnknown",
     "org.freedesktop.DBus.Error.NameHasNoOwner",
 }
+_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+# Errors about one wearable (out of range, gone from BlueZ's cache, link aborted, GATT trouble):
+# never an adapter problem, whatever they wrap.
+_DEVICE_ERRORS = (
+    BleakNotFoundError,
+    BleakAbortedError,
+    BleakDeviceNotFoundError,
+    BleakCharacteristicNotFoundError,
+    BleakGATTProtocolError,
+)
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """``exc`` and what it wraps: bleak-retry-connector re-raises BlueZ's typed D-Bus error
+    (NotReady, ...) as the ``__cause__`` of its own BleakConnectionError."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__  # explicit "raise ... from": a wrapper, not a side effect
 
 
 def adapter_problem(exc: BaseException, adapter: str | None) -> str | None:
-    """Classify an error as an adapter/stack problem (vs. a device problem), or None."""
+    """Classify an error as an adapter/stack problem (vs. a device problem), or None.
+
+    By type only, never by message text: bleak's BleakBluetoothNotAvailableError (with its
+    reason), BlueZ's D-Bus error names on BleakDBusError, bleak-retry-connector's
+    BleakOutOfConnectionSlotsError, and OSErrors of the system bus, looked for through the
+    chain of wrapped causes. bleak raises some adapter conditions as a plain BleakError
+    (a named adapter that does not exist); :func:`is_untyped` tells the caller to ask BlueZ
+    itself (:func:`probe_adapter`) instead of reading the message.
+    """
     name = adapter or "default adapter"
-    if isinstance(exc, BleakBluetoothNotAvailableError):
-        return f"{name}: Bluetooth not available ({exc.reason.name.lower()})"
-    if isinstance(exc, BleakDBusError):
-        if exc.dbus_error == "org.bluez.Error.NotReady":
-            return f"{name}: not ready (powered off or blocked)"
-        if exc.dbus_error in _BLUEZ_GONE:
-            return "bluetoothd is not running"
-        return None
-    if isinstance(exc, BleakError) and "adapter" in str(exc) and "not found" in str(exc):
-        return f"{name}: adapter not found"
-    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
-        return "system D-Bus is not reachable"
+    for cause in _causes(exc):
+        if isinstance(cause, _DEVICE_ERRORS):
+            return None
+        if isinstance(cause, BleakBluetoothNotAvailableError):
+            return f"{name}: Bluetooth not available ({cause.reason.name.lower()})"
+        if isinstance(cause, BleakDBusError):
+            if cause.dbus_error == "org.bluez.Error.NotReady":
+                return f"{name}: not ready (powered off or blocked)"
+            if cause.dbus_error in _BLUEZ_GONE:
+                return "bluetoothd is not running"
+            if cause.dbus_error == _ACCESS_DENIED:
+                return "access to BlueZ denied (is the service user in the bluetooth group?)"
+            return None
+        if isinstance(cause, BleakOutOfConnectionSlotsError):
+            return f"{name}: no free connection slot"
+        if isinstance(cause, FileNotFoundError | ConnectionRefusedError):
+            return "system D-Bus is not reachable"
     return None
+
+
+def is_untyped(exc: BaseException) -> bool:
+    """A bare BleakError (not a subclass): bleak's way of saying e.g. "adapter not found"."""
+    return type(exc) is BleakError
+
+
+async def probe_adapter(adapter: str | None, timeout_s: float = 2.0) -> str | None:
+    """Ask BlueZ (ObjectManager.GetManagedObjects on the system bus) whether ``adapter`` (or,
+    with None, any adapter) exists and is powered; the problem, or None when it looks fine or
+    cannot be told."""
+    name = adapter or "default adapter"
+    try:
+        bus = await asyncio.wait_for(MessageBus(bus_type=BusType.SYSTEM).connect(), timeout_s)
+    except (OSError, TimeoutError):
+        return "system D-Bus is not reachable"
+    try:
+        reply = await asyncio.wait_for(bus.call(Message(
+            destination="org.bluez", path="/", interface="org.freedesktop.DBus.ObjectManager",
+            member="GetManagedObjects")), timeout_s)
+    except TimeoutError:
+        return None
+    finally:
+        bus.disconnect()
+    if reply is None:
+        return None
+    if reply.message_type is MessageType.ERROR:
+        return "bluetoothd is not running" if reply.error_name in _BLUEZ_GONE else None
+    adapters = {path.rsplit("/", 1)[-1]: interfaces["org.bluez.Adapter1"]
+                for path, interfaces in reply.body[0].items()
+                if "org.bluez.Adapter1" in interfaces}
+    wanted = {adapter: adapters[adapter]} if adapter in adapters else (
+        {} if adapter else adapters)
+    if not wanted:
+        return f"{name}: adapter not found"
+    if not any(props["Powered"].value for props in wanted.values() if "Powered" in props):
+        return f"{name}: not ready (powered off or blocked)"
+    return None
+
+
+async def classify_error(exc: BaseException, adapter: str | None) -> str | None:
+    """:func:`adapter_problem`, and for bleak's untyped errors the adapter's actual state."""
+    problem = adapter_problem(exc, adapter)
+    if problem is None and is_untyped(exc):
+        problem = await probe_adapter(adapter)
+    return problem
 
 
 class _AdapterHealth:
@@ -362,7 +454,8 @@ class DeviceFinder:
             try:
                 await scanner.start()
             except Exception as exc:
-                if self._health is not None and (problem := adapter_problem(exc, self.adapter)):
+                if self._health is not None and (
+                        problem := await classify_error(exc, self.adapter)):
                     self._health.report(problem)
                 raise
             self._scanner = scanner
@@ -490,7 +583,7 @@ class WearableSession:
                     raise
                 except Exception as exc:
                     error = describe_error(exc)
-                    problem = adapter_problem(exc, self.spec.adapter)
+                    problem = await classify_error(exc, self.spec.adapter)
                     if problem:
                         self._health.report(problem)
                     # once per distinct error: a wearable out of range for a night, or a dead

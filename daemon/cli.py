@@ -42,27 +42,15 @@ def _load_config_or_exit(path: Path) -> object:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from daemon.config import Config, permission_warnings
-    from daemon.profiles import ProfileError, load_profiles
+    from daemon.config import Config, permission_warnings, profile_warnings
+    from daemon.profiles import load_profiles
 
+    # load_config checks everything `run` checks, device profiles included.
     config = _load_config_or_exit(args.file)
     assert isinstance(config, Config)
-    problems = []
-    try:
-        profiles = load_profiles(config.device_profiles_dir)
-    except ProfileError as exc:
-        problems.append(f"device_profiles_dir: {exc}")
-        profiles = {}
-    for index, device in enumerate(config.devices):
-        if profiles and device.profile not in profiles:
-            known = ", ".join(sorted(profiles))
-            problems.append(f"devices[{index}].profile: unknown profile {device.profile!r} "
-                            f"(known: {known})")
-    if problems:
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        return EXIT_USAGE
-    for warning in permission_warnings(args.file, config):
+    warnings = permission_warnings(args.file, config)
+    warnings += profile_warnings(config, load_profiles(config.device_profiles_dir))
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(
         f"ok: hub {config.hub.id}, patient {config.patient.id}, {len(config.devices)} device(s), "
@@ -139,12 +127,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                 verbose=args.verbose))
 
 
-def cmd_console(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace) -> int:
+    from daemon.config import Config
+    from daemon.payloads import AlertEvent
+    from daemon.replay import RecordingError, replay_file, summary_text
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    config = _load_config_or_exit(args.config)
+    assert isinstance(config, Config)
+    out = sys.stdout
+
+    def print_event(event: AlertEvent) -> None:
+        out.write(event.model_dump_json() + "\n")
+
     try:
-        from daemon.console.main import run
-    except ImportError as exc:
-        print(f"console: {exc.name} is missing: pip install 'crs-hub[console]'", file=sys.stderr)
+        result = replay_file(config, args.recording, tail_s=args.tail, seed=args.seed,
+                             skip_bad=args.skip_bad, on_event=print_event)
+    except RecordingError as exc:
+        print(f"{args.recording}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        print(f"{args.recording}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    out.flush()
+    for problem in result.bad_rows:
+        print(f"skipped {problem}", file=sys.stderr)
+    print(summary_text(result.summary), file=sys.stderr)
+    if args.summary_json is not None:
+        args.summary_json.write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from daemon.console.main import run
 
     return run(args)
 
@@ -188,6 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--adapter", default=None, help="Bluetooth adapter, e.g. hci0")
     scan.set_defaults(func=cmd_scan)
 
+    replay = sub.add_parser(
+        "replay", help="run a recorded CSV through the hub's rules and print its alert events",
+        description="Replays a recording (CSV: time,device,kind,value[,sensor_contact]"
+        "[,monotonic_s]) through the same monitor the daemon runs, on the recording's own "
+        "clock, and prints one alert_event JSON per line; a summary goes to stderr. A malformed "
+        "row exits 2 with 'line N: reason' before any event is printed.")
+    replay.add_argument("--config", type=Path, required=True, help="the hub's TOML config file")
+    replay.add_argument("recording", type=Path)
+    replay.add_argument("--tail", type=float, default=0.0, metavar="S",
+                        help="seconds of silence to run after the last row (default 0)")
+    replay.add_argument("--seed", type=int, default=None,
+                        help="make alert and event ids reproducible")
+    replay.add_argument("--skip-bad", action="store_true",
+                        help="count and report malformed rows instead of exiting 2")
+    replay.add_argument("--summary-json", type=Path, default=None, metavar="FILE",
+                        help="also write the summary as JSON to FILE")
+    replay.set_defaults(func=cmd_replay)
+
     demo = sub.add_parser(
         "demo", help="run the whole pipeline on simulated wearables (no setup needed)",
         description="Starts a simulated BlueZ with a 'CRS onset' scenario, a broker, and the real "
@@ -197,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scenario seconds per real second (default 120)")
     demo.add_argument("-v", "--verbose", action="store_true", help="show the hub's log")
     demo.set_defaults(func=cmd_demo)
+
+    from daemon.access_code import add_command as add_access_code_command
+
+    add_access_code_command(sub)
 
     from daemon.console.arguments import add_arguments as console_arguments
 

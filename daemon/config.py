@@ -6,9 +6,11 @@ problem is reported as ``path.to.field: reason`` so the installer can fix it wit
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,9 +22,15 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
+from daemon.alerts import Severity
+from daemon.annunciator.settings import AnnunciatorSettings
+from daemon.profiles import DeviceProfile, ProfileError, load_profiles
+from daemon.readings import Vital
+from daemon.status_page_settings import StatusPageSettings
 from daemon.thresholds import Thresholds
 
 _PSEUDONYM = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -49,7 +57,8 @@ def _topic_prefix(value: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf/nan are valid TOML floats: an infinite interval passes "> 0" and then breaks at run time.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TemperatureUnit(StrEnum):
@@ -80,6 +89,9 @@ class DeviceSettings(_Section):
     profile: str = Field(min_length=1)
     # Added to the device's temperature to estimate core temperature; None = the profile default.
     temperature_offset_c: float | None = Field(None, ge=-3.0, le=3.0)
+    # "part-time": a wearable worn only part of the day (e.g. a chest strap during the day);
+    # taking it off is not a technical alarm. The default watches it around the clock.
+    wear: Literal["continuous", "part-time"] = "continuous"
 
     @model_validator(mode="after")
     def _address_format(self) -> DeviceSettings:
@@ -134,14 +146,31 @@ class AlertSettings(_Section):
     event_expiry_s: int = Field(12 * 3600, ge=60)
 
 
+_DEFAULT_REPEAT_MIN: dict[Severity, float] = {
+    Severity.LOW: 60.0,
+    Severity.MEDIUM: 30.0,
+    Severity.HIGH: 15.0,
+    Severity.CRITICAL: 5.0,
+    Severity.EMERGENCY: 2.0,
+}
+
+
 class EscalationSettings(_Section):
     # Re-publish an unacknowledged alert every N minutes, moving up a tier each time
-    # (patient -> caregiver -> care team). Per severity.
+    # (patient -> caregiver -> care team). Per severity; keys are severities (a misspelt one is
+    # an error), a severity not given keeps its default, so after validation every severity
+    # has a positive interval.
     enabled: bool = True
-    repeat_min: dict[str, float] = Field(
-        default_factory=lambda: {"low": 60.0, "medium": 30.0, "high": 15.0, "critical": 5.0,
-                                 "emergency": 2.0}
+    repeat_min: dict[Severity, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: dict(_DEFAULT_REPEAT_MIN)
     )
+
+    @field_validator("repeat_min", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            return {**{k.value: v for k, v in _DEFAULT_REPEAT_MIN.items()}, **value}
+        return value
 
 
 class VitalsSettings(_Section):
@@ -156,7 +185,8 @@ class StorageSettings(_Section):
 
 class HomeAssistantSettings(_Section):
     enabled: bool = False
-    discovery_prefix: str = "homeassistant"
+    # Topic levels like mqtt.topic_prefix: a '+' or '#' here would make every discovery publish fail.
+    discovery_prefix: Annotated[str, AfterValidator(_topic_prefix)] = "homeassistant"
 
 
 class Config(_Section):
@@ -170,6 +200,8 @@ class Config(_Section):
     vitals: VitalsSettings = VitalsSettings()
     storage: StorageSettings = StorageSettings()
     home_assistant: HomeAssistantSettings = HomeAssistantSettings()
+    status_page: StatusPageSettings = StatusPageSettings()
+    annunciator: AnnunciatorSettings = AnnunciatorSettings()
     # Where device profiles live; None = the ones shipped with crs-hub.
     device_profiles_dir: Path | None = None
 
@@ -194,6 +226,8 @@ class ConfigError(Exception):
 def _format_location(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for item in loc:
+        if item == "[key]":  # pydantic's marker for a bad dict key: the key itself is the path
+            continue
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
         else:
@@ -201,9 +235,11 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def _reason(error_type: str, message: str) -> str:
+def _reason(error_type: str, message: str, loc: tuple[int | str, ...]) -> str:
     if error_type == "extra_forbidden":
         return "unknown key (check the spelling)"
+    if loc and loc[-1] == "[key]":
+        return f"unknown key: {message.replace('Input should be', 'must be')}"
     if error_type == "missing":
         return "required key is missing"
     return message.removeprefix("Value error, ")
@@ -211,19 +247,174 @@ def _reason(error_type: str, message: str) -> str:
 
 def problems_from(error: ValidationError) -> list[str]:
     return [
-        f"{_format_location(tuple(e['loc']))}: {_reason(e['type'], e['msg'])}"
+        f"{_format_location(tuple(e['loc']))}: {_reason(e['type'], e['msg'], tuple(e['loc']))}"
         for e in error.errors(include_url=False)
     ]
 
 
+def semantic_problems(config: Config) -> list[str]:
+    """Cross-field rules that need no device profile: settings each valid alone that together
+    could never alarm, never clear, or silently misbehave."""
+    problems = [f"thresholds.{p}" for p in config.thresholds.problems()]
+    seen: dict[str, int] = {}
+    for index, device in enumerate(config.devices):
+        if device.address is None:
+            continue
+        # BlueZ addresses are upper case, configs may be either; one wearable can feed one session.
+        first = seen.setdefault(device.address.upper(), index)
+        if first != index:
+            problems.append(
+                f"devices[{index}].address: the same Bluetooth address as devices[{first}] "
+                f"({config.devices[first].id!r}): one wearable cannot be two devices"
+            )
+    return problems
+
+
 def parse_config(data: dict[str, object]) -> Config:
+    """Validate a config without device profiles (pure; see :func:`load_config` for the full
+    check). Field problems are reported first; the cross-field rules run on a config whose
+    fields are each valid."""
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc)) from None
+    problems = semantic_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _continuous(profile: DeviceProfile, vital: Vital) -> float | None:
+    """The sample interval when ``profile`` sends ``vital`` on a schedule, else None."""
+    if vital in profile.vitals:
+        return profile.expected_sample_interval_s
+    return None
+
+
+def validate_with_profiles(config: Config, profiles: Mapping[str, DeviceProfile]) -> list[str]:
+    """The rules that depend on the configured devices' profiles, as ``path: reason`` lines.
+
+    Each threshold is checked against the configured continuous device with the longest sample
+    interval for that vital (the binding one), so one line per setting names that device.
+    """
+    problems: list[str] = []
+    known = [(i, d, profiles[d.profile]) for i, d in enumerate(config.devices)
+             if d.profile in profiles]
+    for index, device in enumerate(config.devices):
+        profile = profiles.get(device.profile)
+        if profile is None:
+            names = ", ".join(sorted(profiles)) or "none"
+            problems.append(f"devices[{index}].profile: unknown profile {device.profile!r} "
+                            f"(known: {names})")
+        elif device.temperature_offset_c is not None and Vital.TEMPERATURE not in profile.vitals:
+            problems.append(
+                f"devices[{index}].temperature_offset_c: profile {profile.name!r} measures no "
+                "temperature, so the offset would be ignored"
+            )
+
+    def slowest(vital: Vital) -> tuple[float, str] | None:
+        timed = [(interval, f"devices[{i}] ({d.id!r}, profile {p.name!r})")
+                 for i, d, p in known if (interval := _continuous(p, vital)) is not None]
+        return max(timed, key=lambda t: t[0]) if timed else None
+
+    t = config.thresholds
+    temperature = slowest(Vital.TEMPERATURE)
+    if temperature is not None:
+        every, who = temperature
+        f = t.fever
+        if t.stale.temperature_s < every:
+            problems.append(
+                f"thresholds.stale.temperature_s: {t.stale.temperature_s:g} s is shorter than "
+                f"the {every:g} s between readings of {who}: no_data would be raised between "
+                "every two readings"
+            )
+        if f.confirm_window_s < every:
+            # A gap longer than the window restarts the clear hold (daemon.rules).
+            problems.append(
+                f"thresholds.fever.confirm_window_s: {f.confirm_window_s:g} s is shorter than "
+                f"the {every:g} s between readings of {who}: every reading would restart the "
+                "clear hold, so a fever alert could never clear"
+            )
+        # Readings every `every` seconds: at most floor(window / every) + 1 fit in the window,
+        # spanning at most floor(window / every) * every (1e-9: float division of round values).
+        steps = math.floor(f.confirm_window_s / every + 1e-9)
+        if f.confirm_min_samples > steps + 1:
+            problems.append(
+                f"thresholds.fever.confirm_min_samples: {f.confirm_min_samples} readings never "
+                f"fit in confirm_window_s ({f.confirm_window_s:g} s) at one per {every:g} s from "
+                f"{who}: at most {steps + 1} do, so no fever could ever be confirmed"
+            )
+        if steps * every < f.confirm_min_span_s <= f.confirm_window_s:
+            problems.append(
+                f"thresholds.fever.confirm_min_span_s: {f.confirm_min_span_s:g} s is longer than "
+                f"the {steps * every:g} s that readings one per {every:g} s from {who} can span "
+                f"within confirm_window_s ({f.confirm_window_s:g} s), so no fever could ever be "
+                "confirmed"
+            )
+    heart = slowest(Vital.HEART_RATE)
+    if heart is not None:
+        every, who = heart
+        if t.stale.heart_rate_s < every:
+            problems.append(
+                f"thresholds.stale.heart_rate_s: {t.stale.heart_rate_s:g} s is shorter than the "
+                f"{every:g} s between readings of {who}: no_data would be raised between every "
+                "two readings"
+            )
+        if t.tachycardia.max_gap_s < every:
+            problems.append(
+                f"thresholds.tachycardia.max_gap_s: {t.tachycardia.max_gap_s:g} s is shorter "
+                f"than the {every:g} s between readings of {who}: every reading would restart "
+                "the window, so tachycardia could never be confirmed"
+            )
+
+    continuous_temperature = [(i, d) for i, d, p in known
+                              if _continuous(p, Vital.TEMPERATURE) is not None]
+    if continuous_temperature and all(d.wear == "part-time" for _, d in continuous_temperature):
+        index, device = continuous_temperature[0]
+        problems.append(
+            f"devices[{index}].wear: part-time leaves no temperature wearable worn around the "
+            "clock, but fever is the primary CRS sign and a temperature source taken off must "
+            "always alarm: wear it continuously, or add one that is"
+        )
+
+    # A device without an address takes the first unclaimed wearable matching its profile's
+    # advertised services (daemon.bluetooth.SessionSpec.matches), which may be another configured
+    # device's: harmless only between interchangeable devices (same profile and settings).
+    for later, (j, b, pb) in enumerate(known):
+        for i, a, pa in known[:later]:
+            if a.address is not None and b.address is not None:
+                continue
+            shared = set(pa.discovery.service_uuids) & set(pb.discovery.service_uuids)
+            same = (a.profile, a.temperature_offset_c, a.wear) == (b.profile,
+                                                                 b.temperature_offset_c, b.wear)
+            if shared and not same:
+                index, device, other, other_index = (j, b, a, i) if b.address is None else (i, a, b, j)
+                problems.append(
+                    f"devices[{index}].address: required: without it {device.id!r} may connect "
+                    f"to devices[{other_index}] ({other.id!r}), whose profile advertises the same "
+                    "Bluetooth service"
+                )
+    return problems
+
+
+def profile_warnings(config: Config, profiles: Mapping[str, DeviceProfile]) -> list[str]:
+    """Legal but worth a second look (check-config prints them; they do not stop the hub)."""
+    warnings = []
+    if config.devices and not any(
+        Vital.TEMPERATURE in profiles[d.profile].vitals
+        for d in config.devices if d.profile in profiles
+    ):
+        # Not an error: temperatures may be typed in by hand on the hub's page.
+        warnings.append(
+            "devices: no configured device measures temperature; fever, the primary CRS sign, "
+            "is seen only in readings entered by hand"
+        )
+    return warnings
 
 
 def load_config(path: Path) -> Config:
+    """Read, parse and fully validate a config file, including the rules that depend on the
+    configured devices' profiles (what both ``check-config`` and ``run`` use)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -232,7 +423,15 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse_config(data)
+    config = parse_config(data)
+    try:
+        profiles = load_profiles(config.device_profiles_dir)
+    except ProfileError as exc:
+        raise ConfigError([f"device_profiles_dir: {line}" for line in str(exc).splitlines()]) from None
+    problems = validate_with_profiles(config, profiles)
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def permission_warnings(path: Path, config: Config) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from daemon.access_code import AccessCode, generate_code
 from daemon.config import Config, parse_config
 from daemon.hub import Hub, ScaledClock
 from daemon.service import run_service
@@ -85,7 +86,7 @@ async def _wait_listening(port: int) -> None:
     raise RuntimeError("the demo broker did not start")
 
 
-def demo_config(data_dir: Path, port: int, protocol: str) -> Config:
+def demo_config(data_dir: Path, port: int, protocol: str, page_port: int = 0) -> Config:
     return parse_config({
         "hub": {"id": "demo-hub", "data_dir": str(data_dir)},
         "patient": {"id": "p-demo", "care_team_name": "the CAR-T clinic",
@@ -96,6 +97,10 @@ def demo_config(data_dir: Path, port: int, protocol: str) -> Config:
         ],
         "mqtt": {"host": "127.0.0.1", "port": port, "protocol": protocol, "reconnect_max_s": 1},
         "vitals": {"publish": False},
+        # The patient's page, on this machine only (a demo has no business on the home Wi-Fi).
+        "status_page": {"enabled": page_port > 0, "host": "127.0.0.1", "port": page_port},
+        # The hub's alarm sound, written as WAV files (a demo machine may have no speaker).
+        "annunciator": {"wav_dir": str(data_dir.parent / "sounds")},
     })
 
 
@@ -134,7 +139,7 @@ class CareTeam:
             event["alert_id"] not in self.acked
         ):
             self.acked.add(event["alert_id"])
-            topic = f"crs/v1/{event['hub_id']}/{event['patient_id']}/alert/ack"
+            topic = f"crs/v1/{event['hub_id']}/{event['patient_id']}/alert/ack/nurse-demo"
             ack = {"alert_id": event["alert_id"], "actor": "nurse-demo"}
             client.publish(topic, json.dumps(ack), qos=1)
 
@@ -185,7 +190,13 @@ async def run_demo(*, json_output: bool, time_scale: float, verbose: bool) -> in
                 print("demo: the care-team subscriber could not subscribe", file=sys.stderr)
                 return 1
             stop = asyncio.Event()
-            config = demo_config(workdir / "data", port, protocol)
+            page_port = _free_port()
+            config = demo_config(workdir / "data", port, protocol, page_port)
+            code = generate_code()
+            AccessCode.from_code(code).save(config.hub.data_dir)
+            print(f"demo: the patient's status page is at http://127.0.0.1:{page_port}/ "
+                  f"(access code {code})", file=sys.stderr if json_output else sys.stdout,
+                  flush=True)
             started: list[Hub] = []
             service = asyncio.create_task(run_service(
                 config, clock=clock, stop=stop, tick_interval_s=0.2, heartbeat_interval_s=5,

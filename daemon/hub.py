@@ -1,8 +1,10 @@
-"""The imperative shell: wires Bluetooth -> decoding -> rules -> alerts -> outbox -> MQTT.
+"""The imperative shell, wired in one place: store, outbox, MQTT link, scheduler and sinks around
+the pure monitor (daemon/monitor.py).
 
-This is the one place that reads the clock, touches the disk and the network, and schedules work.
-Everything it calls for decisions (decoding, rules, technical alarms, escalation, messages,
-payloads) is pure code over typed values.
+Every decision is the monitor's. This module only turns the world into monitor inputs (Bluetooth
+callbacks, MQTT messages, the clock, the disk) and hands each output to the sinks: the durable
+outbox (daemon/outbox_sink.py) first, then any other sink (annunciator, status page). It is the one
+place that reads the clock.
 """
 
 from __future__ import annotations
@@ -11,10 +13,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import sqlite3
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,50 +22,44 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 
 from daemon import __version__
-from daemon.alerts import AlertKind, AlertState, AlertTransition, Severity
-from daemon.config import Config, DeviceSettings
-from daemon.decoding import DecodeError, NoReading, decode, to_readings
-from daemon.escalation import TrackedAlert, acknowledge, due_escalations, track
+from daemon.alerts import AlertKind
+from daemon.config import Config
+from daemon.escalation import TrackedAlert
 from daemon.homeassistant import discovery_messages, is_ha_online
+from daemon.monitor import (
+    Acknowledgement,
+    AdapterProblem,
+    BrokerLink,
+    ConnectionChange,
+    DeviceState,
+    GattPayload,
+    HubFault,
+    HubResources,
+    Monitor,
+    MonitorCounters,
+    MonitorInput,
+    MonitorOutput,
+    Start,
+    Tick,
+)
 from daemon.mqtt_link import IncomingMessage, LinkCallbacks, MqttLink
 from daemon.outbox import Outbox
-from daemon.patient_messages import CareContact, patient_message
-from daemon.payloads import (
-    AckResponse,
-    AlertAck,
-    AlertEvent,
-    AlertStateSnapshot,
-    DeviceStatus,
-    HubStatus,
-    OpenAlert,
-    Tier,
-    VitalsSample,
-)
+from daemon.outbox_sink import OutboxSink
+from daemon.payloads import AckResponse, AlertAck, AlertEvent, HubStatus, VitalsSample
 from daemon.profiles import DeviceProfile, load_profiles
-from daemon.readings import Reading, Vital, flag_off_body
-from daemon.rules import ClinicalRules
-from daemon.store import JournalEntry, OutboundMessage, Store
-from daemon.technical_alarms import TechnicalAlarms
+from daemon.readings import Reading, Vital
+from daemon.sinks import Sink
+from daemon.store import Store
+from daemon.telemetry import BestEffortTelemetry
 from daemon.topics import Topics
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-
-def _on_loop(job: Callable[[], None]) -> Callable[[], Coroutine[None, None, None]]:
-    """APScheduler runs plain functions in a thread pool; the hub is single-threaded by design
-    (one SQLite connection, no locks), so every job runs as a coroutine on the event loop."""
-
-    async def run() -> None:
-        try:
-            job()
-        except Exception:
-            # A failing job must not stop the others; the scheduler would only log it too.
-            log.exception("scheduled job %s failed", job.__name__)
-
-    run.__name__ = job.__name__
-    return run
+# A scheduled job failing this many times in a row is a hub fault: the technical alarm goes out
+# and the systemd watchdog pings stop, so a hub that only looks alive gets restarted.
+JOB_FAILURES_FOR_FAULT = 3
 
 
 def system_clock() -> datetime:
@@ -85,32 +78,13 @@ class ScaledClock:
         return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.scale)
 
 
-@dataclass
-class HubCounters:
-    payloads: int = 0
-    readings: int = 0
-    decode_errors: int = 0
-    no_readings: int = 0
-    acks_accepted: int = 0
-    acks_rejected: int = 0
-    by_reason: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class DeviceState:
-    settings: DeviceSettings
-    profile: DeviceProfile
-    connected: bool = False
-    last_reading_at: datetime | None = None
-    battery_percent: int | None = None
-
-
 class Hub:
     def __init__(
         self,
         config: Config,
         *,
         clock: Clock = system_clock,
+        monotonic: Callable[[], float] | None = None,
         tick_interval_s: float = 1.0,
         heartbeat_interval_s: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
@@ -118,33 +92,19 @@ class Hub:
     ) -> None:
         self.config = config
         self.clock = clock
+        # The monotonic clock gives the monitor true elapsed time across wall-clock steps. Only
+        # with the real system clock: a test or demo clock is its own true time.
+        self.monotonic = monotonic if monotonic is not None else (
+            time.monotonic if clock is system_clock else None)
         self.tick_interval_s = tick_interval_s
         self.heartbeat_interval_s = heartbeat_interval_s
-        self.wall_clock = wall_clock
-        self.profiles = profiles if profiles is not None else load_profiles(config.device_profiles_dir)
         self.topics = Topics(config.mqtt.topic_prefix, config.hub.id, config.patient.id)
-        self.contact = CareContact(
-            team_name=config.patient.care_team_name,
-            phone=config.patient.care_team_phone,
-            emergency_number=config.patient.emergency_number,
-            fahrenheit_first=config.patient.temperature_unit == "F",
-        )
-        self.devices: dict[str, DeviceState] = {}
-        for device in config.devices:
-            profile = self.profiles.get(device.profile)
-            if profile is None:
-                raise ValueError(f"device {device.id}: unknown device profile {device.profile!r}")
-            self.devices[device.id] = DeviceState(device, profile)
-        self.counters = HubCounters()
+        profiles = profiles if profiles is not None else load_profiles(config.device_profiles_dir)
+        self.monitor = Monitor(config, profiles)
         self.store = Store(config.hub.data_dir / "crs-hub.sqlite3")
-        self.clinical = ClinicalRules(config.thresholds)
-        self.technical = TechnicalAlarms(config.thresholds.stale, config.thresholds.hub)
-        self.tracked: dict[str, TrackedAlert] = {}
-        self._hr_threshold = config.thresholds.tachycardia.threshold_bpm
-        self._latest: dict[Vital, Reading] = {}
         self.started_at: datetime | None = None
         self.last_tick_monotonic = time.monotonic()
-        self.store_failures = 0
+        self.job_failures: dict[str, int] = {}
         self.link = MqttLink(
             config.mqtt,
             client_id=f"crs-hub-{config.hub.id}",
@@ -155,28 +115,73 @@ class Hub:
                 published=self._on_published,
                 message=self._on_message,
             ),
-            subscriptions=[(self.topics.alert_ack, 1)],
+            subscriptions=[(self.topics.alert_ack_filter, 1)],
         )
-        ha = config.home_assistant
-        if ha.enabled:
-            self.link.subscriptions.append((f"{ha.discovery_prefix}/status", 1))
-        self.outbox = Outbox(self.store, self.link, wall_clock=wall_clock,
-                             max_in_flight=100)
+        if config.home_assistant.enabled:
+            self.link.subscriptions.append((f"{config.home_assistant.discovery_prefix}/status", 1))
+        self.outbox = Outbox(self.store, self.link, wall_clock=wall_clock, max_in_flight=100)
+        self.delivery = OutboxSink(self.store, self.outbox, self.link, self.topics,
+                                   event_expiry_s=config.alerts.event_expiry_s,
+                                   wall_clock=wall_clock)
+        self.telemetry = BestEffortTelemetry(self.link)
+        self.sinks: list[Sink] = [self.delivery]
+        # Told when the broker link comes and goes (the status page shows it).
+        self.link_listeners: list[Callable[[bool], None]] = []
+        self.sound_problem: str | None = None  # set by the annunciator (service.py)
         self.scheduler: AsyncIOScheduler | None = None
-        self.transition_listeners: list[Callable[[AlertEvent], None]] = []
+
+    # --- read-only views (tests, systemd status, the status page) ----------------------------
+    @property
+    def devices(self) -> dict[str, DeviceState]:
+        return self.monitor.devices
+
+    @property
+    def counters(self) -> MonitorCounters:
+        return self.monitor.counters
+
+    @property
+    def tracked(self) -> dict[str, TrackedAlert]:
+        return {a.alert_id: a for a in self.monitor.open_alerts()}
+
+    @property
+    def store_failures(self) -> int:
+        return self.delivery.store_failures
+
+    def open_alert_kinds(self) -> list[AlertKind]:
+        return self.monitor.open_alert_kinds()
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    # --- the one path into the monitor --------------------------------------------------------
+    def _mono(self) -> float | None:
+        return self.monotonic() if self.monotonic is not None else None
+
+    def submit(self, inp: MonitorInput) -> MonitorOutput:
+        """Run one input through the monitor and hand the output to every sink."""
+        out = self.monitor.handle(inp)
+        if out:
+            self._fan_out(out)
+        return out
+
+    def _fan_out(self, out: MonitorOutput) -> None:
+        snapshot = self.monitor.snapshot()
+        for sink in self.sinks:
+            try:
+                sink.on_output(out, snapshot)
+            except Exception:
+                # The durable sink must never be stopped by another one failing.
+                log.exception("sink %s failed", type(sink).__name__)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         now = self.clock()
         self.started_at = now
-        self._restore_open_alerts()
-        for device_id, state in self.devices.items():
-            # Spot-check devices (a thermometer used by hand) have no sample interval: their
-            # silence between readings is normal, so only continuous wearables are watched.
-            if state.profile.expected_sample_interval_s is not None:
-                self.technical.expect(device_id, set(state.profile.vitals), now)
-        # Until the first CONNACK the broker counts as unreachable (it may never answer).
-        self._handle(self.technical.broker_connection(False, now), now)
+        restored = self.monitor.restore([AlertEvent.model_validate_json(e.record)
+                                         for e in self.store.open_alert_records()])
+        if restored:
+            log.info("restored %d open alert(s) from the journal", restored)
+        self.submit(Start(now, self._mono()))
         self.link.start()
         self.scheduler = AsyncIOScheduler()
         jobs: list[tuple[Callable[[], None], float]] = [
@@ -188,9 +193,38 @@ class Hub:
         if self.config.vitals.publish:
             jobs.append((self.publish_vitals, self.config.vitals.interval_s))
         for job, every_s in jobs:
-            self.scheduler.add_job(_on_loop(job), "interval", seconds=every_s,
+            self.scheduler.add_job(self._on_loop(job), "interval", seconds=every_s,
                                    id=job.__name__, max_instances=1, coalesce=True)
         self.scheduler.start()
+
+    def _on_loop(self, job: Callable[[], None]) -> Callable[[], Coroutine[None, None, None]]:
+        """APScheduler runs plain functions in a thread pool; the hub is single-threaded by design
+        (one SQLite connection, no locks), so every job runs as a coroutine on the event loop."""
+        name = getattr(job, "__name__", repr(job))
+
+        async def run() -> None:
+            try:
+                job()
+            except Exception:
+                failures = self.job_failures.get(name, 0) + 1
+                self.job_failures[name] = failures
+                log.exception("scheduled job %s failed (%d in a row)", name, failures)
+                if failures == JOB_FAILURES_FOR_FAULT:
+                    self._hub_fault(f"job {name} keeps failing")
+            else:
+                if self.job_failures.pop(name, 0) >= JOB_FAILURES_FOR_FAULT \
+                        and not self.failing_jobs:
+                    self._hub_fault(None)
+
+        run.__name__ = name
+        return run
+
+    @property
+    def failing_jobs(self) -> list[str]:
+        return sorted(n for n, c in self.job_failures.items() if c >= JOB_FAILURES_FOR_FAULT)
+
+    def _hub_fault(self, reason: str | None) -> None:
+        self.submit(HubFault(reason, self.clock(), self._mono()))
 
     async def wait_connected(self, wait_s: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -206,83 +240,30 @@ class Hub:
 
     # --- Bluetooth listener ---------------------------------------------------------------------
     def on_payload(self, device_id: str, characteristic_uuid: str, data: bytes) -> None:
-        now = self.clock()
-        self.counters.payloads += 1
-        state = self.devices.get(device_id)
-        if state is None:
-            return
-        try:
-            result = decode(characteristic_uuid, data)
-        except DecodeError as exc:
-            self.counters.decode_errors += 1
-            self.counters.by_reason[exc.reason] += 1
-            log.warning("device %s: malformed %s payload skipped: %s", device_id,
-                        exc.characteristic, exc.reason)
-            log.debug("device %s: malformed payload bytes %s", device_id, data.hex())
-            return
-        if isinstance(result, NoReading):
-            self.counters.no_readings += 1
-            log.info("device %s: no reading (%s)", device_id, result.reason)
-            if result.contact_lost:
-                self._handle(self.technical.contact_lost(device_id, now), now)
-            return
-        offset = state.settings.temperature_offset_c
-        if offset is None:
-            offset = state.profile.default_temperature_offset_c
-        readings = to_readings(result, device_id, now, offset)
-        self.ingest(flag_off_body(readings, self.config.thresholds.stale.off_body_below_c), now)
+        self.submit(GattPayload(device_id, characteristic_uuid, bytes(data), self.clock(),
+                                self._mono()))
 
     def on_connection_change(self, device_id: str, connected: bool) -> None:
-        now = self.clock()
-        state = self.devices.get(device_id)
-        if state is None:
-            return
-        state.connected = connected
-        log.info("device %s %s", device_id, "connected" if connected else "disconnected")
-        self._handle(self.technical.connection_changed(device_id, connected, now), now)
-        self._publish_device_status(device_id, now)
+        self.submit(ConnectionChange(device_id, connected, self.clock(), self._mono()))
 
     def on_adapter_problem(self, reason: str | None) -> None:
-        now = self.clock()
-        if reason:
-            log.error("Bluetooth adapter problem: %s", reason)
-        self._handle(self.technical.adapter_problem(reason, now), now)
+        self.submit(AdapterProblem(reason, self.clock(), self._mono()))
 
-    # --- the pipeline ---------------------------------------------------------------------------
     def ingest(self, readings: Iterable[Reading], now: datetime | None = None) -> None:
-        """Feed validated readings into store and rules (tests and benchmarks call this too)."""
-        readings = list(readings)
-        if not readings:
-            return
-        now = now or self.clock()
-        self.store.add_readings(readings)
-        transitions: list[AlertTransition] = []
-        for reading in readings:
-            self.counters.readings += 1
-            if reading.sensor_contact is not False:
-                self._latest[reading.vital] = reading
-            log.debug("reading %s %s=%s", reading.device, reading.vital, reading.value)
-            state = self.devices.get(reading.device)
-            if state is not None:
-                state.last_reading_at = reading.observed_at
-                if reading.vital is Vital.BATTERY:
-                    changed = state.battery_percent != int(reading.value)
-                    state.battery_percent = int(reading.value)
-                    if changed:
-                        self._publish_device_status(reading.device, now)
-            transitions += self.clinical.observe(reading)
-            transitions += self.technical.observe(reading)
-        self._handle(transitions, now)
+        """Feed readings already through the reading policy (benchmarks and tests)."""
+        out = self.monitor.ingest(readings, now or self.clock())
+        if out:
+            self._fan_out(out)
 
+    # --- scheduled jobs ---------------------------------------------------------------------------
     def tick(self) -> None:
-        self.last_tick_monotonic = time.monotonic()
-        now = self.clock()
-        transitions = self.clinical.tick(now) + self.technical.tick(now)
-        self._handle(transitions, now)
-        self._escalate(now)
+        self.submit(Tick(self.clock(), self._mono()))
         # A row the broker refused waits out retry_refused_s; without this, its retry would
         # depend on some unrelated message kicking the outbox.
         self.outbox.kick()
+        # Stamped only once the tick has done its work: a tick that raises keeps the watchdog
+        # from being fed.
+        self.last_tick_monotonic = time.monotonic()
 
     def heartbeat(self) -> None:
         now = self.clock()
@@ -290,12 +271,12 @@ class Hub:
             free = shutil.disk_usage(self.config.hub.data_dir).free
         except OSError:
             free = 0
-        self._handle(self.technical.hub_resources(self.outbox.pending, free, now), now)
-        if self.link.connected:
-            self.link.publish(self.topics.hub_status, self._status_payload("online", now),
-                              qos=1, retain=True)
+        self.submit(HubResources(self.outbox.pending, free, now, self._mono()))
+        self.telemetry.publish(self.topics.hub_status, self._status_payload("online", now),
+                               qos=1, retain=True)
         for device_id in self.devices:
-            self._publish_device_status(device_id, now)
+            self.delivery.device_status(self.monitor.device_status(device_id, now))
+        self.outbox.kick()
 
     def compact(self) -> None:
         storage = self.config.storage
@@ -303,154 +284,33 @@ class Hub:
                                     storage.minute_retention_days * 86400)
 
     def publish_vitals(self) -> None:
-        if not self._latest or not self.link.connected:
-            return
-        newest = max(r.observed_at for r in self._latest.values())
+        sample = vitals_sample(self.monitor.latest, self.clock(), self._stale_after_s())
+        if sample is not None:
+            # QoS 0 and not retained: vitals are telemetry, not alarms, and leave no PHI behind.
+            self.telemetry.publish(self.topics.vitals, sample.to_json(), qos=0, retain=False)
 
-        def value(vital: Vital) -> float | None:
-            reading = self._latest.get(vital)
-            return round(reading.value, 2) if reading else None
-
-        sample = VitalsSample(observed_at=newest, temperature_c=value(Vital.TEMPERATURE),
-                              heart_rate_bpm=value(Vital.HEART_RATE),
-                              spo2_percent=value(Vital.SPO2))
-        # QoS 0 and not retained: vitals are telemetry, not alarms, and leave no PHI behind.
-        self.link.publish(self.topics.vitals, sample.to_json(), qos=0, retain=False)
-
-    # --- alerts -----------------------------------------------------------------------------------
-    def _handle(self, transitions: Iterable[AlertTransition], now: datetime) -> None:
-        for transition in transitions:
-            previous = self.tracked.get(transition.alert_id)
-            updated = track(previous, transition, now)
-            if updated is None:
-                self.tracked.pop(transition.alert_id, None)
-            else:
-                self.tracked[transition.alert_id] = updated
-            tier = updated.tier if updated else (previous.tier if previous else Tier.PATIENT)
-            log.warning("alert %s %s: kind=%s severity=%s device=%s", transition.alert_id,
-                        transition.state, transition.kind, transition.severity,
-                        transition.device)
-            self._publish_event(transition, transition.state, tier, now, actor="hub",
-                                tracked=updated)
-
-    def _escalate(self, now: datetime) -> None:
-        if not self.config.escalation.enabled:
-            return
-        repeat = {Severity(k): timedelta(minutes=v)
-                  for k, v in self.config.escalation.repeat_min.items()}
-        for alert in due_escalations(self.tracked.values(), repeat, now):
-            self.tracked[alert.alert_id] = alert
-            log.warning("alert %s not acknowledged: escalated to %s", alert.alert_id, alert.tier)
-            self._publish_event(alert.transition, AlertState.ESCALATED, alert.tier, now,
-                                actor="hub", tracked=alert)
-
-    def _publish_event(self, transition: AlertTransition, state: AlertState, tier: Tier,
-                       now: datetime, *, actor: str, tracked: TrackedAlert | None) -> AlertEvent:
-        event = AlertEvent(
-            event_id=str(uuid.uuid4()),
-            alert_id=transition.alert_id,
-            hub_id=self.config.hub.id,
-            patient_id=self.config.patient.id,
-            kind=transition.kind,
-            state=state,
-            severity=transition.severity,
-            tier=tier,
-            value=transition.value,
-            unit=transition.unit,
-            threshold=transition.threshold,
-            observed_at=transition.observed_at,
-            raised_at=transition.raised_at,
-            event_at=now,
-            device=transition.device,
-            patient_message=patient_message(transition.kind, state, transition.value,
-                                            self.contact,
-                                            heart_rate_threshold_bpm=self._hr_threshold),
-            acknowledged_by=tracked.acknowledged_by if tracked else None,
-            technical=transition.kind.is_technical,
-        )
-        expires_at = self.wall_clock() + self.config.alerts.event_expiry_s
-        entry = JournalEntry(0, event.alert_id, event.event_id, state.value,
-                             transition.kind.value, transition.severity.value, now, actor,
-                             event.model_dump_json())
-        messages = [
-            OutboundMessage(self.topics.alert_event, event.to_json(), 1, False, expires_at),
-            OutboundMessage(self.topics.alert_state, self._snapshot(now).to_json(), 1, True),
-        ]
-        try:
-            self.store.record_transition(entry, messages)
-        except sqlite3.Error as exc:
-            # Disk full or the database broken: the alert must still go out. Hand it to paho
-            # directly (in memory only, so a restart now would lose it) and say so loudly.
-            self.store_failures += 1
-            log.critical("cannot write alert %s to the store (%s); publishing it without "
-                         "durability", event.alert_id, exc)
-            for message in messages:
-                self.link.publish(message.topic, message.payload, qos=message.qos,
-                                  retain=message.retain,
-                                  expiry_s=self.config.alerts.event_expiry_s
-                                  if not message.retain else None)
-        for listener in self.transition_listeners:
-            listener(event)
-        self.outbox.kick()
-        return event
-
-    def _snapshot(self, now: datetime) -> AlertStateSnapshot:
-        alerts = [
-            OpenAlert(
-                alert_id=a.alert_id, kind=a.transition.kind, severity=a.transition.severity,
-                tier=a.tier, value=a.transition.value, unit=a.transition.unit,
-                raised_at=a.transition.raised_at, updated_at=a.notified_at,
-                device=a.transition.device, acknowledged_by=a.acknowledged_by,
-                acknowledged_at=a.acknowledged_at,
-                patient_message=patient_message(a.transition.kind, a.transition.state,
-                                                a.transition.value, self.contact,
-                                                heart_rate_threshold_bpm=self._hr_threshold),
-            )
-            for a in sorted(self.tracked.values(), key=lambda a: a.transition.raised_at)
-        ]
-        return AlertStateSnapshot(hub_id=self.config.hub.id, patient_id=self.config.patient.id,
-                                  open=alerts, updated_at=now)
-
-    def _restore_open_alerts(self) -> None:
-        """After a restart: open alerts come back from the journal, not raised again as new."""
-        clinical: list[AlertTransition] = []
-        technical: list[AlertTransition] = []
-        for entry in self.store.open_alert_records():
-            event = AlertEvent.model_validate_json(entry.record)
-            transition = AlertTransition(
-                alert_id=event.alert_id, kind=event.kind,
-                state=AlertState.RAISED if event.state in (AlertState.ESCALATED,
-                                                           AlertState.ACKNOWLEDGED)
-                else event.state,
-                severity=event.severity, value=event.value, unit=event.unit,
-                threshold=event.threshold, observed_at=event.observed_at,
-                raised_at=event.raised_at, device=event.device,
-            )
-            self.tracked[event.alert_id] = TrackedAlert(
-                transition, event.tier, event.event_at, event.acknowledged_by,
-                event.event_at if event.acknowledged_by else None)
-            (technical if event.kind.is_technical else clinical).append(transition)
-        self.clinical.restore(clinical)
-        self.technical.restore(technical)
-        if self.tracked:
-            log.info("restored %d open alert(s) from the journal", len(self.tracked))
+    def _stale_after_s(self) -> dict[Vital, float]:
+        stale = self.config.thresholds.stale
+        return {Vital.TEMPERATURE: stale.temperature_s, Vital.HEART_RATE: stale.heart_rate_s,
+                Vital.SPO2: stale.heart_rate_s}
 
     # --- MQTT -------------------------------------------------------------------------------------
     def _on_mqtt_disconnected(self, reason: str) -> None:
         if self.scheduler is None:
             return  # our own shutdown, not an outage
-        now = self.clock()
-        self._handle(self.technical.broker_connection(False, now), now)
+        self.submit(BrokerLink(False, self.clock(), self._mono()))
+        for listener in self.link_listeners:
+            listener(False)
 
     def _on_mqtt_connected(self) -> None:
         now = self.clock()
-        self._handle(self.technical.broker_connection(True, now), now)
-        self.link.publish(self.topics.hub_status, self._status_payload("online", now), qos=1,
-                          retain=True)
+        self.submit(BrokerLink(True, now, self._mono()))
+        for listener in self.link_listeners:
+            listener(True)
+        self.telemetry.publish(self.topics.hub_status, self._status_payload("online", now),
+                               qos=1, retain=True)
         # The retained state must be right after any outage, even with nothing open.
-        self.store.enqueue(OutboundMessage(self.topics.alert_state,
-                                           self._snapshot(now).to_json(), 1, True),
-                           now, exclude=self.outbox.seqs_in_flight)
+        self.delivery.snapshot(self.monitor.snapshot(now))
         if self.config.home_assistant.enabled:
             self._publish_discovery()
         self.outbox.on_connected()
@@ -459,8 +319,9 @@ class Hub:
         self.outbox.on_published(mid, ok, reason)
 
     def _on_message(self, message: IncomingMessage) -> None:
-        if message.topic == self.topics.alert_ack:
-            self._on_ack(message)
+        login = self.topics.ack_login(message.topic)
+        if login is not None:
+            self._on_ack(message, login)
         elif self.config.home_assistant.enabled and is_ha_online(
             message.topic, message.payload, self.config.home_assistant.discovery_prefix
         ):
@@ -468,8 +329,9 @@ class Hub:
             self._publish_discovery()
 
     def _publish_discovery(self) -> None:
-        """Home Assistant MQTT discovery (optional): retained, through the outbox like state."""
-        now = self.clock()
+        """Home Assistant MQTT discovery (optional): retained, through the outbox like state.
+        The hub's own config comes first in the list, so Home Assistant can nest the patient's
+        and wearables' devices under it."""
         devices = [(device_id, {v.value for v in state.profile.vitals})
                    for device_id, state in self.devices.items()]
         for topic, payload in discovery_messages(
@@ -479,12 +341,9 @@ class Hub:
             expire_after_s=int(max(self.config.thresholds.stale.temperature_s,
                                    self.config.vitals.interval_s * 3)),
         ):
-            self.store.enqueue(OutboundMessage(topic, payload.encode(), 1, True), now,
-                               exclude=self.outbox.seqs_in_flight)
-        self.outbox.kick()
+            self.delivery.retained(topic, payload.encode())
 
-    def _on_ack(self, message: IncomingMessage) -> None:
-        now = self.clock()
+    def _on_ack(self, message: IncomingMessage, login: str) -> None:
         try:
             ack = AlertAck.model_validate_json(message.payload)
         except ValidationError as exc:
@@ -495,37 +354,21 @@ class Hub:
             self._respond(message, AckResponse(alert_id="", accepted=False,
                                                reason="malformed ack"))
             return
-        alert = self.tracked.get(ack.alert_id)
-        if alert is None:
+        if ack.actor is not None and ack.actor != login:
             self.counters.acks_rejected += 1
-            log.warning("rejected an ack for unknown or closed alert %s from %s", ack.alert_id,
-                        ack.actor)
+            log.warning("rejected an ack for %s: its actor does not match the login %s",
+                        ack.alert_id, login)
             self._respond(message, AckResponse(alert_id=ack.alert_id, accepted=False,
-                                               reason="unknown or closed alert"))
+                                               reason="actor does not match the login"))
             return
-        self.counters.acks_accepted += 1
-        if not alert.acknowledged:
-            acked = acknowledge(alert, ack.actor, now)
-            self.tracked[ack.alert_id] = acked
-            log.warning("alert %s acknowledged by %s", ack.alert_id, ack.actor)
-            self._publish_event(acked.transition, AlertState.ACKNOWLEDGED, acked.tier, now,
-                                actor=ack.actor, tracked=acked)
-        self._respond(message, AckResponse(alert_id=ack.alert_id, accepted=True))
+        out = self.submit(Acknowledgement(ack.alert_id, login, self.clock(), ack.note,
+                                          self._mono()))
+        if out.ack is not None:
+            self._respond(message, out.ack)
 
     def _respond(self, message: IncomingMessage, response: AckResponse) -> None:
-        if message.response_topic and self.link.connected:
-            self.link.publish(message.response_topic, response.to_json(), qos=1,
-                              correlation_data=message.correlation_data)
-
-    def _publish_device_status(self, device_id: str, now: datetime) -> None:
-        state = self.devices[device_id]
-        status = DeviceStatus(device=device_id, profile=state.profile.name,
-                              connected=state.connected, last_reading_at=state.last_reading_at,
-                              battery_percent=state.battery_percent, updated_at=now)
-        self.store.enqueue(OutboundMessage(self.topics.device_status(device_id),
-                                           status.to_json(), 1, True), now,
-                           exclude=self.outbox.seqs_in_flight)
-        self.outbox.kick()
+        if message.response_topic:
+            self.delivery.respond(message.response_topic, message.correlation_data, response)
 
     def _status_payload(self, state: str, now: datetime | None = None) -> bytes:
         online = state == "online"
@@ -537,5 +380,21 @@ class Hub:
             outbox_pending=self.outbox.pending if online else None,
         ).to_json()
 
-    def open_alert_kinds(self) -> list[AlertKind]:
-        return [a.transition.kind for a in self.tracked.values()]
+
+def vitals_sample(latest: dict[Vital, Reading], now: datetime,
+                  stale_after_s: dict[Vital, float]) -> VitalsSample | None:
+    """The latest vitals, each only while it is fresh: a value older than its stale window is
+    sent as null, so a dashboard never shows an hours-old temperature as current."""
+    fresh = {vital: r for vital, r in latest.items()
+             if (now - r.observed_at).total_seconds() <= stale_after_s.get(vital, 300.0)}
+    if not fresh:
+        return None
+
+    def value(vital: Vital) -> float | None:
+        reading = fresh.get(vital)
+        return round(reading.value, 2) if reading else None
+
+    return VitalsSample(observed_at=max(r.observed_at for r in fresh.values()),
+                        temperature_c=value(Vital.TEMPERATURE),
+                        heart_rate_bpm=value(Vital.HEART_RATE), spo2_percent=value(Vital.SPO2))
+

@@ -4,6 +4,14 @@ paho runs its own network thread (``loop_start``), which reconnects by itself wi
 delay; every paho callback is handed to the asyncio loop with ``call_soon_threadsafe`` so the
 rest of the hub stays single-threaded. Delivery guarantees are *not* this module's job: paho
 keeps unacknowledged messages in memory only, so the outbox (daemon/outbox.py) owns them.
+
+Inbound messages are untrusted (acks, receipts, Home Assistant's status). Two bounds apply
+before anything parses them: with MQTT v5 the CONNECT tells the broker the largest packet the
+hub accepts (``max_packet_bytes``; the broker drops bigger ones for this client, so they never
+reach memory here), and every message above its topic's payload limit (``max_input_bytes``, or
+``input_limits`` per topic filter) is refused on paho's thread: counted in ``input_refused``,
+logged with topic and size only, never handed on. Parsing what passes is bounded too
+(daemon/untrusted.py).
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -51,14 +61,25 @@ class MqttLink:
     will: tuple[str, bytes] | None = None
     callbacks: LinkCallbacks = field(default_factory=LinkCallbacks)
     subscriptions: list[tuple[str, int]] = field(default_factory=list)
+    # Largest inbound payload per message, unless a topic filter in input_limits says otherwise
+    # (acks and receipts are a few hundred bytes).
+    max_input_bytes: int = 4096
+    input_limits: dict[str, int] = field(default_factory=dict)
+    # MQTT v5 Maximum Packet Size announced to the broker: above this it never sends us a packet.
+    max_packet_bytes: int = 2 * 1024 * 1024
     # MQTT v5 only: keep the session (subscriptions and queued QoS 1 messages) this long while
     # disconnected; clean start is then off on every connect, the first included (mosquitto 2.0
     # stores a session only when the latest CONNECT had clean start off). None: clean sessions.
     session_expiry_s: int | None = None
 
     def __post_init__(self) -> None:
+        # Refused inbound messages by topic (written on paho's thread only).
+        self.input_refused: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = False
+        # time.monotonic() when the last established connection was found lost (the outbox
+        # re-sends what the broker acknowledged just before).
+        self.disconnected_at: float | None = None
         self.connected_event = asyncio.Event()
         self.v5 = self.settings.protocol == "5"
         self.client = mqtt.Client(
@@ -99,17 +120,18 @@ class MqttLink:
     def start(self) -> None:
         """Start connecting in the background; returns at once (the broker may be down)."""
         self._loop = asyncio.get_running_loop()
-        if self.v5 and self.session_expiry_s:
+        properties = None
+        clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        if self.v5:
             properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = self.session_expiry_s
-            self.client.connect_async(
-                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
-                clean_start=False, properties=properties,
-            )
-        else:
-            self.client.connect_async(
-                self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
-            )
+            properties.MaximumPacketSize = self.max_packet_bytes
+            if self.session_expiry_s:
+                properties.SessionExpiryInterval = self.session_expiry_s
+                clean_start = False
+        self.client.connect_async(
+            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+            clean_start=clean_start, properties=properties,
+        )
         self.client.loop_start()
 
     async def stop(self, final: tuple[str, bytes] | None = None, wait_s: float = 3.0) -> None:
@@ -181,6 +203,7 @@ class MqttLink:
             self.callbacks.connected()
         elif not connected:
             if was:
+                self.disconnected_at = time.monotonic()
                 log.warning("MQTT connection lost: %s", reason)
             self.callbacks.disconnected(reason)
 
@@ -189,7 +212,20 @@ class MqttLink:
         # v5: paho fires on_publish even for a refusing PUBACK; check the reason code.
         self._post(self.callbacks.published, mid, not reason.is_failure, str(reason))
 
+    def input_limit(self, topic: str) -> int:
+        for topic_filter, limit in self.input_limits.items():
+            if mqtt.topic_matches_sub(topic_filter, topic):
+                return limit
+        return self.max_input_bytes
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        size = len(message.payload)
+        limit = self.input_limit(message.topic)
+        if size > limit:
+            self.input_refused[message.topic] += 1
+            log.warning("MQTT input on %s refused before parsing: %d bytes, limit %d",
+                        message.topic, size, limit)
+            return
         props = getattr(message, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None

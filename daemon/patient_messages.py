@@ -7,6 +7,7 @@ data look normal (tell the patient to take their temperature with a thermometer)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from daemon.alerts import AlertKind, AlertState
@@ -50,18 +51,30 @@ def patient_message(
     contact: CareContact,
     *,
     heart_rate_threshold_bpm: float = 100.0,
+    symptoms: Sequence[tuple[str, bool]] = (),
+    spot_check: bool = False,
 ) -> str:
-    """The sentence(s) shown to the patient for one alert transition."""
+    """The sentence(s) shown to the patient for one alert transition. ``symptoms``: what the
+    patient reported, as (plain words, is an emergency sign), for a symptom alert.
+
+    Each text claims only what the hub measured. ``spot_check``: the value is a thermometer
+    reading (a spot-check device or one typed in), which the fever text then names as such;
+    the shell knows this from the alert's device.
+    """
+    if kind is AlertKind.SYMPTOM_REPORTED and state is not AlertState.CLEARED:
+        return _symptom_message(symptoms, contact)
     if state is AlertState.CLEARED:
-        return _cleared(kind, contact)
+        return _cleared(kind, value, contact, spot_check=spot_check)
     if state is AlertState.ACKNOWLEDGED:
         return f"{contact.team_name} has seen this alert. Follow their advice. {_emergency(contact)}"
     temp = format_temperature(value, contact.fahrenheit_first) if value is not None else None
     match kind:
         case AlertKind.FEVER | AlertKind.HIGH_FEVER:
             high = " This is a high fever." if kind is AlertKind.HIGH_FEVER else ""
+            measured = (f"Your thermometer reading is {temp}" if spot_check
+                        else f"Your temperature is {temp}")
             return (
-                f"Your temperature is {temp}: you have a fever.{high} {_SYMPTOMS} "
+                f"{measured}: you have a fever.{high} {_SYMPTOMS} "
                 f"{_call(contact)} {_emergency(contact)}"
             )
         case AlertKind.FEVER_TACHYCARDIA:
@@ -74,10 +87,13 @@ def patient_message(
                 f"{_call(contact)} {_emergency(contact)}"
             )
         case AlertKind.TACHYCARDIA:
-            rate_text = f"{value:.0f} beats per minute" if value is not None else "fast"
+            # Only what the strap measured: the hub cannot tell rest from exercise.
+            rate_text = f", about {value:.0f} beats per minute" if value is not None else ""
             return (
-                f"Your heart rate has stayed high ({rate_text}) while resting. {_SYMPTOMS} "
-                f"Take your temperature with a thermometer. {_call(contact)} {_emergency(contact)}"
+                f"Your heart rate has stayed above {heart_rate_threshold_bpm:.0f} beats per "
+                f"minute for a while{rate_text}. {_SYMPTOMS} Take your temperature with a "
+                "thermometer. "
+                f"{_call(contact)} {_emergency(contact)}"
             )
         case AlertKind.NO_DATA:
             return (
@@ -85,6 +101,14 @@ def patient_message(
                 "strap is on your skin and charged. Take your temperature with a thermometer now, "
                 f"and call {contact.team_name} at {contact.phone} if it is 38.0 °C (100.4 °F) or "
                 "higher or you feel unwell."
+            )
+        case AlertKind.IMPLAUSIBLE_FALL:
+            return (
+                "Your patch's temperature dropped faster than a fever can go down, so the patch "
+                "may have come loose or got wet. Check that it sits firmly on dry skin. Take "
+                "your temperature by mouth with a thermometer now, and call "
+                f"{contact.team_name} at {contact.phone} if it is 38.0 °C (100.4 °F) or higher "
+                "or you feel unwell."
             )
         case AlertKind.SENSOR_CONTACT_LOST:
             return (
@@ -114,6 +138,18 @@ def patient_message(
                 "The home hub cannot reach your care team's system. Check your home internet. "
                 f"If you feel unwell, call {contact.team_name} at {contact.phone} directly."
             )
+        case AlertKind.HUB_FAULT:
+            return (
+                "The home hub has an internal fault and may not be watching your readings. "
+                "Restart the hub. Until it works, take your temperature with a thermometer every "
+                f"few hours and call {contact.team_name} at {contact.phone} if you feel unwell."
+            )
+        case AlertKind.ANNUNCIATOR_UNAVAILABLE:
+            return (
+                "The home hub cannot play its alarm sound, so you would not hear an alert. Check "
+                "the speaker and its cable, and keep this page or your phone close. If you feel "
+                f"unwell, call {contact.team_name} at {contact.phone}."
+            )
         case AlertKind.DISK_LOW:
             return (
                 "The home hub is running out of storage. Please tell your care team at "
@@ -122,9 +158,34 @@ def patient_message(
     raise AssertionError(f"no patient message for {kind}")  # pragma: no cover
 
 
-def _cleared(kind: AlertKind, contact: CareContact) -> str:
+def _symptom_message(symptoms: Sequence[tuple[str, bool]], contact: CareContact) -> str:
+    words = ", ".join(w for w, _ in symptoms) or "feeling unwell"
+    if any(emergency for _, emergency in symptoms):
+        return (f"You reported: {words}. Call {contact.emergency_number} now. "
+                f"The hub has also told {contact.team_name}.")
+    return (f"You reported: {words}. The hub has told {contact.team_name}. {_call(contact)} "
+            f"{_emergency(contact)}")
+
+
+def _cleared(kind: AlertKind, value: float | None, contact: CareContact, *,
+             spot_check: bool) -> str:
+    if kind is AlertKind.SYMPTOM_REPORTED:
+        return (f"The symptom report has been closed. If you feel unwell again, report it or call "
+                f"{contact.team_name} at {contact.phone}.")
     if kind.is_technical:
         return "Your monitor is working normally again."
+    if kind is AlertKind.TACHYCARDIA and value is None:
+        # Closed because the strap stopped sending (taken off, out of range): say so.
+        return (
+            "The heart-rate alert is closed because your strap stopped sending readings, so "
+            "the hub no longer knows your heart rate. If your heart is still racing or you feel "
+            f"unwell, take your temperature and call {contact.team_name} at {contact.phone}."
+        )
+    if spot_check:
+        return (
+            "Your thermometer reading is below the alert level. Keep wearing your monitor. If "
+            f"you feel unwell, call {contact.team_name} at {contact.phone}."
+        )
     return (
         "Your readings are back below the alert level. Keep wearing your monitor. If you feel "
         f"unwell, call {contact.team_name} at {contact.phone}."

@@ -90,10 +90,12 @@ class AlertStateSnapshot(_Payload):
 
 
 class AlertAck(_Payload):
-    """Published by the care team on ``.../alert/ack``. ``actor`` is a pseudonymous id."""
+    """Published by the care team on ``.../alert/ack/<login>``. The actor is the login in the
+    topic (the broker ties it to the authenticated username); ``actor`` in the payload is
+    optional and, when given, must equal it, or the ack is refused as forged."""
 
     alert_id: str = Field(min_length=1, max_length=64)
-    actor: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    actor: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     note: str | None = Field(None, max_length=200)
 
 

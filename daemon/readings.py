@@ -6,8 +6,7 @@ so the rules, the simulator and the benchmarks can all build and compare them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -41,7 +40,9 @@ class Reading:
 
     ``device`` is the pseudonymous device id from the config, never a MAC address.
     ``observed_at`` is timezone-aware UTC. ``sensor_contact`` is None when the sensor
-    does not report contact.
+    does not report contact. ``spot_check`` marks a deliberate single measurement (a
+    thermometer used by hand, or a value typed in): one such reading is evidence enough,
+    whereas a continuous wearable's readings are confirmed against artifacts.
     """
 
     device: str
@@ -49,18 +50,8 @@ class Reading:
     value: float
     observed_at: datetime
     sensor_contact: bool | None = None
+    spot_check: bool = False
 
     @property
     def unit(self) -> str:
         return UNITS[self.vital]
-
-
-def flag_off_body(readings: Iterable[Reading], below_c: float) -> list[Reading]:
-    """Mark temperatures below ``below_c`` as without sensor contact: a patch off the skin
-    reads room air, and that must neither clear a fever nor count as normal data."""
-    return [
-        replace(r, sensor_contact=False)
-        if r.vital is Vital.TEMPERATURE and r.value < below_c
-        else r
-        for r in readings
-    ]

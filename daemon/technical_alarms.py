@@ -2,46 +2,68 @@
 Nightscout #1061/PR #1201: a missed-readings alarm, independent of the clinical alarms, so that
 snoozing one never hides the other). Pure: time comes in as arguments and on readings.
 
-One ``TechnicalAlarms`` instance per patient (device ids are per patient). Conditions and keys,
-one open alert per (kind, device):
+One ``TechnicalAlarms`` instance per patient (device ids are per patient).
 
-| kind | raised | cleared | severity |
+**One condition per wearable.** A strap taken off first reports no contact, then drops the
+connection, then sends nothing: that is one thing happening, so it is ONE alarm per wearable whose
+kind escalates (SENSOR_CONTACT_LOST → IMPLAUSIBLE_FALL → DEVICE_DISCONNECTED → NO_DATA, severity
+latching), and it clears when the wearable is fully back (connected, in contact, fresh data, no
+implausible fall). Before, each was its own alarm: three for one strap taken off.
+
+| kind (key) | raised | cleared | severity |
 |---|---|---|---|
-| NO_DATA (per device) | an expected vital has had no usable reading for temperature_s / heart_rate_s | every expected vital of the device has a fresh reading | MEDIUM if temperature is stale, else LOW |
-| SENSOR_CONTACT_LOST | contact absent for contact_lost_s | a reading with contact (True, or None = not reported) | LOW |
-| DEVICE_DISCONNECTED | disconnected for disconnected_s | reconnect | LOW |
+| wearable alarm (per device) | contact absent for contact_lost_s; an implausible temperature fall (at once); disconnected for disconnected_s; an expected vital without usable reading for its window | every condition gone | LOW; MEDIUM for a fall or stale temperature |
+| NO_DATA (patient, device None) | no continuous temperature source configured, and no temperature from any source for spot_check_temperature_s | any temperature reading | MEDIUM |
 | BATTERY_LOW | battery <= battery_low_percent | battery >= low + battery_clear_margin_percent | LOW |
 | ADAPTER_UNAVAILABLE (hub) | immediately | ``adapter_problem(None)`` | MEDIUM |
 | OUTBOX_BACKLOG (hub) | pending > outbox_pending_max | pending <= outbox_clear_pending | LOW |
 | DISK_LOW (hub) | free < disk_free_min_bytes | free >= min + disk_clear_margin_bytes | LOW |
 | BROKER_UNREACHABLE (hub) | no MQTT connection for broker_unreachable_s | connected again | MEDIUM |
+| HUB_FAULT (hub) | a scheduled job keeps failing (the shell decides) | the job runs again | MEDIUM |
+| ANNUNCIATOR_UNAVAILABLE (hub) | the hub cannot sound (no sound card, aplay failing) | it sounds again | MEDIUM |
+
+The window of an expected vital is temperature_s / heart_rate_s, or ``missed_intervals`` of the
+device's expected sample interval if that is longer (``expect(interval_s=...)``).
+
+**Wear.** A spot-check device (``expect(spot_check=True)``, or readings marked ``spot_check``) is
+not expected on a schedule: it never raises a wearable alarm. A part-time wearable
+(``part_time=True``: a strap worn during the day) does not alarm on being taken off; a
+continuous temperature source always does, whatever it is marked. And no silence passes: with
+no continuous temperature source, no temperature from any source for spot_check_temperature_s
+is the patient-level NO_DATA.
+
+**Implausible fall** (see daemon.temperature_fall): the temperature fell faster than a fever can
+break, from the fever clear band or above. MEDIUM: the fever may be going unseen, so the patient
+is asked to check the patch and take an oral reading; the fall ends when the readings come back
+or a spot-check reading arrives.
 
 Severity: LOW is "awareness" in IEC 60601-1-8 (reliability.md §1), right for a device problem the
-patient or caregiver can fix. NO_DATA for temperature is MEDIUM because the fever, the primary CRS
-trigger, would go unseen; a dead adapter blinds every wearable at once, hence MEDIUM too.
+patient or caregiver can fix. Stale temperature is MEDIUM because the fever, the primary CRS
+trigger, would go unseen; a dead adapter blinds every wearable at once, hence MEDIUM too. A
+reading without sensor contact is not usable data, so it does not count as fresh.
 
-NO_DATA is per device rather than per (device, vital) because ``AlertTransition`` carries no vital,
-so after a restart a per-vital alarm could not be matched back to its condition; most wearables
-send one vital, and a device sending both gets one alarm whose severity rises if temperature goes
-stale too. A reading without sensor contact is not usable data, so it does not count as fresh.
-
-value/unit/threshold: seconds ("s") for the time-based alarms (age of the data, or how long the
-condition has lasted), "%" for battery, "messages" for the outbox, "B" for disk; threshold is the
-limit that was crossed (for CLEARED, the limit that had to be regained).
+value/unit/threshold: for the wearable alarm, seconds ("s") the worst condition has lasted and
+its limit (on CLEARED: how long the alarm was open, threshold None); "%" for battery,
+"messages" for the outbox, "B" for disk, "s" for the broker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from daemon.alert_book import AlertBook, IdFactory, uuid4_id
 from daemon.alerts import AlertKind, AlertTransition, Severity
 from daemon.readings import Reading, Vital
-from daemon.thresholds import HubHealthThresholds, StaleDataThresholds
+from daemon.temperature_fall import FallWatch, fall_watch_for
+from daemon.thresholds import FeverThresholds, HubHealthThresholds, StaleDataThresholds
 
-AlarmKey = tuple[AlertKind, str | None]
+# (condition, device): "wearable" for the one alarm per wearable, "no_temperature" for the
+# patient-level silence, else the kind itself (battery per device; hub conditions, device None).
+AlarmKey = tuple[str, str | None]
+WEARABLE = "wearable"
+NO_TEMPERATURE = "no_temperature"
 
 _HUB_KINDS = frozenset(
     {
@@ -49,15 +71,16 @@ _HUB_KINDS = frozenset(
         AlertKind.OUTBOX_BACKLOG,
         AlertKind.DISK_LOW,
         AlertKind.BROKER_UNREACHABLE,
+        AlertKind.HUB_FAULT,
+        AlertKind.ANNUNCIATOR_UNAVAILABLE,
     }
 )
-_DEVICE_KINDS = frozenset(
-    {
-        AlertKind.NO_DATA,
-        AlertKind.SENSOR_CONTACT_LOST,
-        AlertKind.DEVICE_DISCONNECTED,
-        AlertKind.BATTERY_LOW,
-    }
+# The kinds of the one alarm per wearable, in escalation order (worst last).
+WEARABLE_KINDS = (
+    AlertKind.SENSOR_CONTACT_LOST,
+    AlertKind.IMPLAUSIBLE_FALL,
+    AlertKind.DEVICE_DISCONNECTED,
+    AlertKind.NO_DATA,
 )
 
 
@@ -65,8 +88,14 @@ def alarm_key(transition: AlertTransition) -> AlarmKey | None:
     """Which technical condition a journal transition belongs to (None: not a technical alarm)."""
     if transition.kind in _HUB_KINDS:
         return (transition.kind, None)
-    if transition.kind in _DEVICE_KINDS and transition.device is not None:
-        return (transition.kind, transition.device)
+    if transition.kind is AlertKind.NO_DATA and transition.device is None:
+        return (NO_TEMPERATURE, None)
+    if transition.device is None:
+        return None
+    if transition.kind in WEARABLE_KINDS:
+        return (WEARABLE, transition.device)
+    if transition.kind is AlertKind.BATTERY_LOW:
+        return (AlertKind.BATTERY_LOW, transition.device)
     return None
 
 
@@ -75,79 +104,132 @@ class _Feed:
     """One expected (device, vital) stream."""
 
     since: datetime  # monitoring start: a device that never sends must still alarm
+    limit_s: float
     last_reading: datetime | None = None
 
 
+@dataclass
+class _Wearable:
+    interval_s: float | None = None
+    part_time: bool = False
+    spot_check: bool = False
+    feeds: dict[Vital, _Feed] = field(default_factory=dict)
+    contact_absent_since: datetime | None = None
+    disconnected_since: datetime | None = None
+    fall: FallWatch | None = None
+
+    @property
+    def alarms_when_off(self) -> bool:
+        # The primary temperature source always alarms; a part-time wearable otherwise not.
+        return not self.part_time or Vital.TEMPERATURE in self.feeds
+
+
 class TechnicalAlarms:
-    """Stale data, sensor contact, connection, battery, adapter, outbox and disk alarms."""
+    """Wearable, battery, adapter, outbox, disk and broker alarms (see the module docstring)."""
 
     def __init__(
         self,
         stale: StaleDataThresholds,
         hub: HubHealthThresholds | None = None,
         *,
+        fever: FeverThresholds | None = None,
         new_id: IdFactory = uuid4_id,
     ) -> None:
         self._stale = stale
         self._hub = hub if hub is not None else HubHealthThresholds()
-        self._book: AlertBook[AlarmKey] = AlertBook(new_id=new_id)
-        self._feeds: dict[str, dict[Vital, _Feed]] = {}
-        self._contact_absent_since: dict[str, datetime] = {}
-        self._disconnected_since: dict[str, datetime] = {}
+        self._fever = fever if fever is not None else FeverThresholds()
+        self._book: AlertBook[AlarmKey] = AlertBook(new_id=new_id, kind_order=WEARABLE_KINDS)
+        self._wearables: dict[str, _Wearable] = {}
         self._last_battery_at: dict[str, datetime] = {}
         self._broker_down_since: datetime | None = None
         self._clock: datetime | None = None  # latest time seen, to judge whether data is fresh
+        self._temperature_since: datetime | None = None  # armed by the first expect()
+        self._last_temperature: datetime | None = None  # any source, with contact
         self._started = False
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def expect(self, device: str, vitals: set[Vital], now: datetime) -> None:
-        """Start freshness monitoring of ``device``'s ``vitals`` (configured devices, at start-up).
+    def expect(
+        self,
+        device: str,
+        vitals: set[Vital],
+        now: datetime,
+        *,
+        interval_s: float | None = None,
+        part_time: bool = False,
+        spot_check: bool = False,
+    ) -> None:
+        """Declare a configured device (at start-up): its vitals, expected sample interval
+        (the profile's; None = unknown, the default windows apply), whether it is worn
+        part-time, or whether it is a spot-check device (never expected on a schedule).
 
         Vitals without a stale-data limit (only temperature and heart rate have one) are
         ignored. Calling it again never restarts an existing stream's clock: that would hide
         staleness. Alarms are raised by ``tick``, never here, so no transition can be dropped.
         """
         self._seen(now)
-        feeds = self._feeds.setdefault(device, {})
+        if self._temperature_since is None:
+            self._temperature_since = now
+        w = self._wearables.get(device)
+        if w is None:
+            w = self._wearables[device] = _Wearable(interval_s, part_time, spot_check)
+        if spot_check:
+            return
         for vital in vitals:
-            if self._limit(vital) is not None and vital not in feeds:
-                feeds[vital] = _Feed(since=now)
+            if vital not in w.feeds:
+                self._add_feed(w, vital, now)
 
     def observe(self, reading: Reading) -> list[AlertTransition]:
-        """Freshness (temperature, heart rate), sensor contact and battery level."""
+        """Freshness (temperature, heart rate), sensor contact, falls and battery level."""
         self._seen(reading.observed_at)
         if reading.vital is Vital.BATTERY:
             return self._observe_battery(reading)
-        out: list[AlertTransition] = []
         if reading.sensor_contact is False:
-            out.extend(self.contact_lost(reading.device, reading.observed_at))
-        else:
-            out.extend(self._contact_back(reading.device, reading.observed_at))
-            out.extend(self._observe_fresh(reading))
+            return self.contact_lost(reading.device, reading.observed_at)
+        out: list[AlertTransition] = []
+        at = reading.observed_at
+        w = self._wearable(reading.device)
+        w.contact_absent_since = None
+        if reading.vital is Vital.TEMPERATURE:
+            out.extend(self._temperature_arrived(at))
+            if reading.spot_check or w.spot_check:
+                for device, other in self._wearables.items():
+                    if other.fall is not None and other.fall.spot_check():
+                        out.extend(self._update(device, at))
+                return out
+        feed = w.feeds.get(reading.vital)
+        if feed is None and self._base_limit(reading.vital) is not None and not w.spot_check:
+            # A device sending a vital nobody expect()ed is monitored from now on anyway: a
+            # stream that stops must never look normal.
+            feed = self._add_feed(w, reading.vital, at)
+        if feed is not None and (feed.last_reading is None or at > feed.last_reading):
+            feed.last_reading = at
+        if reading.vital is Vital.TEMPERATURE and w.fall is not None:
+            w.fall.observe(at, reading.value)
+        out.extend(self._update(reading.device, at))
         return out
 
     def contact_lost(self, device: str, now: datetime) -> list[AlertTransition]:
         """The device reported no skin contact (a NoReading with contact_lost, or a reading with
-        sensor_contact False). Alarms once contact has been absent for contact_lost_s."""
+        sensor_contact False). Part of the wearable alarm once absent for contact_lost_s."""
         self._seen(now)
-        self._contact_absent_since.setdefault(device, now)
-        return self._check_contact(device, now)
+        w = self._wearable(device)
+        if w.contact_absent_since is None:
+            w.contact_absent_since = now
+        return self._update(device, now)
 
     def connection_changed(
         self, device: str, connected: bool, now: datetime
     ) -> list[AlertTransition]:
-        """DEVICE_DISCONNECTED after disconnected_s without a connection; reconnect clears."""
+        """Part of the wearable alarm after disconnected_s without a connection."""
         self._seen(now)
+        w = self._wearable(device)
         if not connected:
-            self._disconnected_since.setdefault(device, now)
-            return self._check_disconnected(device, now)
-        since = self._disconnected_since.pop(device, None)
-        key: AlarmKey = (AlertKind.DEVICE_DISCONNECTED, device)
-        if key not in self._book:
-            return []
-        lasted = None if since is None else (now - since).total_seconds()
-        return [self._book.clear(key, value=lasted, threshold=self._stale.disconnected_s, at=now)]
+            if w.disconnected_since is None:
+                w.disconnected_since = now
+        else:
+            w.disconnected_since = None
+        return self._update(device, now)
 
     def adapter_problem(self, reason: str | None, now: datetime) -> list[AlertTransition]:
         """The Bluetooth adapter is unusable (``reason``), or fine again (None). No delay: every
@@ -155,6 +237,27 @@ class TechnicalAlarms:
         self._seen(now)
         key: AlarmKey = (AlertKind.ADAPTER_UNAVAILABLE, None)
         if reason is not None:
+            if key in self._book:
+                return []
+            return [self._raise(key, Severity.MEDIUM, None, "", None, now, None)]
+        if key not in self._book:
+            return []
+        return [self._book.clear(key, value=None, threshold=None, at=now)]
+
+    def hub_fault(self, reason: str | None, now: datetime) -> list[AlertTransition]:
+        """The hub's own machinery is failing (``reason``) or working again (None). No delay:
+        a hub that cannot run its checks only looks like it is watching."""
+        return self._hub_condition(AlertKind.HUB_FAULT, reason is not None, now)
+
+    def annunciator_problem(self, reason: str | None, now: datetime) -> list[AlertTransition]:
+        """The hub cannot sound its own alarm (``reason``) or can again (None): the patient at
+        home would not hear an alert, so the page and the care team must know."""
+        return self._hub_condition(AlertKind.ANNUNCIATOR_UNAVAILABLE, reason is not None, now)
+
+    def _hub_condition(self, kind: AlertKind, present: bool, now: datetime) -> list[AlertTransition]:
+        self._seen(now)
+        key: AlarmKey = (kind, None)
+        if present:
             if key in self._book:
                 return []
             return [self._raise(key, Severity.MEDIUM, None, "", None, now, None)]
@@ -244,12 +347,9 @@ class TechnicalAlarms:
         """Raise the alarms whose delay has elapsed by ``now``. Clears need new inputs."""
         self._seen(now)
         out: list[AlertTransition] = []
-        for device in list(self._feeds):
-            out.extend(self._check_no_data(device, now))
-        for device in list(self._contact_absent_since):
-            out.extend(self._check_contact(device, now))
-        for device in list(self._disconnected_since):
-            out.extend(self._check_disconnected(device, now))
+        for device in list(self._wearables):
+            out.extend(self._update(device, now, clear=False))
+        out.extend(self._check_no_temperature(now))
         out.extend(self._check_broker(now))
         return out
 
@@ -261,9 +361,9 @@ class TechnicalAlarms:
 
     def restore(self, open_alerts: Iterable[AlertTransition]) -> None:
         """Re-open alarms after a restart without raising them again; clinical and CLEARED
-        transitions are ignored. Each clears the normal way: NO_DATA on fresh data for every
-        expected vital, contact on a reading with contact, DISCONNECTED on reconnect, adapter on
-        ``adapter_problem(None)``, battery/outbox/disk on a good value. Call before any input."""
+        transitions are ignored. Each clears the normal way: a wearable alarm once the wearable
+        is connected, in contact, with fresh data; the adapter on ``adapter_problem(None)``;
+        battery/outbox/disk on a good value. Call before any input."""
         if self._started:
             raise RuntimeError("restore() must be called before any input")
         self._book.restore(open_alerts, alarm_key)
@@ -275,12 +375,29 @@ class TechnicalAlarms:
         if self._clock is None or at > self._clock:
             self._clock = at
 
-    def _limit(self, vital: Vital) -> float | None:
+    def _wearable(self, device: str) -> _Wearable:
+        w = self._wearables.get(device)
+        if w is None:
+            w = self._wearables[device] = _Wearable()
+        return w
+
+    def _base_limit(self, vital: Vital) -> float | None:
         if vital is Vital.TEMPERATURE:
             return self._stale.temperature_s
         if vital is Vital.HEART_RATE:
             return self._stale.heart_rate_s
         return None
+
+    def _add_feed(self, w: _Wearable, vital: Vital, now: datetime) -> _Feed | None:
+        limit = self._base_limit(vital)
+        if limit is None:
+            return None
+        if w.interval_s is not None:
+            limit = max(limit, self._stale.missed_intervals * w.interval_s)
+        feed = w.feeds[vital] = _Feed(since=now, limit_s=limit)
+        if vital is Vital.TEMPERATURE and w.fall is None:
+            w.fall = fall_watch_for(self._fever, w.interval_s)
+        return feed
 
     def _raise(
         self,
@@ -291,10 +408,11 @@ class TechnicalAlarms:
         threshold: float | None,
         at: datetime,
         device: str | None,
+        kind: AlertKind | None = None,
     ) -> AlertTransition:
         return self._book.raise_alert(
             key,
-            kind=key[0],
+            kind=kind if kind is not None else AlertKind(key[0]),
             severity=severity,
             value=value,
             unit=unit,
@@ -303,91 +421,89 @@ class TechnicalAlarms:
             device=device,
         )
 
-    def _observe_fresh(self, reading: Reading) -> list[AlertTransition]:
-        if self._limit(reading.vital) is None:
-            return []
-        feeds = self._feeds.get(reading.device)
-        if feeds is None:
-            feeds = self._feeds[reading.device] = {}
-        # A device sending a vital nobody expect()ed is monitored from now on anyway: a stream
-        # that stops must never look normal. (get first: this runs for every reading, and
-        # setdefault would build a throw-away _Feed each time.)
-        feed = feeds.get(reading.vital)
-        if feed is None:
-            feed = feeds[reading.vital] = _Feed(since=reading.observed_at)
-        if feed.last_reading is None or reading.observed_at > feed.last_reading:
-            feed.last_reading = reading.observed_at
-        key: AlarmKey = (AlertKind.NO_DATA, reading.device)
-        if key not in self._book:
-            return []
+    def _due(self, w: _Wearable, now: datetime) -> list[tuple[AlertKind, Severity, float, float]]:
+        """The wearable's conditions whose delay has passed: (kind, severity, lasted, limit)."""
+        due: list[tuple[AlertKind, Severity, float, float]] = []
+        if w.fall is not None and w.fall.fell_at is not None:
+            lasted = max(0.0, (now - w.fall.fell_at).total_seconds())
+            due.append((AlertKind.IMPLAUSIBLE_FALL, Severity.MEDIUM, lasted, 0.0))  # at once
+        if not w.alarms_when_off:
+            return due
+        s = self._stale
+        if w.contact_absent_since is not None:
+            lasted = (now - w.contact_absent_since).total_seconds()
+            if lasted >= s.contact_lost_s:
+                due.append((AlertKind.SENSOR_CONTACT_LOST, Severity.LOW, lasted, s.contact_lost_s))
+        if w.disconnected_since is not None:
+            lasted = (now - w.disconnected_since).total_seconds()
+            if lasted >= s.disconnected_s:
+                due.append((AlertKind.DEVICE_DISCONNECTED, Severity.LOW, lasted, s.disconnected_s))
+        for vital, feed in w.feeds.items():
+            age = (now - (feed.last_reading or feed.since)).total_seconds()
+            if age >= feed.limit_s:
+                severity = Severity.MEDIUM if vital is Vital.TEMPERATURE else Severity.LOW
+                due.append((AlertKind.NO_DATA, severity, age, feed.limit_s))
+        return due
+
+    def _active(self, w: _Wearable) -> bool:
+        """Whether any condition is present at all, delay elapsed or not (blocks a clear)."""
+        if w.fall is not None and w.fall.falling:
+            return True
+        if not w.alarms_when_off:
+            return False
+        if w.contact_absent_since is not None or w.disconnected_since is not None:
+            return True
         assert self._clock is not None  # set by _seen
         # Fresh = every expected vital has a reading younger than its limit, judged at the
         # latest time seen (a late-delivered old reading is not fresh).
-        ages: list[tuple[float, float]] = []
-        for vital, each in feeds.items():
-            limit = self._limit(vital)
-            assert limit is not None  # only vitals with a limit get a feed
-            if each.last_reading is None:
-                return []  # another expected vital has never arrived
-            ages.append(((self._clock - each.last_reading).total_seconds(), limit))
-        if any(age >= limit for age, limit in ages):
-            return []
-        age, limit = max(ages)
-        return [self._book.clear(key, value=age, threshold=limit, at=reading.observed_at)]
-
-    def _check_no_data(self, device: str, now: datetime) -> list[AlertTransition]:
-        stale: list[tuple[Vital, float, float]] = []
-        for vital, feed in self._feeds.get(device, {}).items():
-            limit = self._limit(vital)
-            assert limit is not None
-            age = (now - (feed.last_reading or feed.since)).total_seconds()
-            if age >= limit:
-                stale.append((vital, age, limit))
-        if not stale:
-            return []
-        # The worst stale vital describes the alarm: temperature first (the fever goes unseen).
-        stale.sort(key=lambda s: (s[0] is Vital.TEMPERATURE, s[1]), reverse=True)
-        vital, age, limit = stale[0]
-        severity = Severity.MEDIUM if vital is Vital.TEMPERATURE else Severity.LOW
-        key: AlarmKey = (AlertKind.NO_DATA, device)
-        if key not in self._book:
-            return [self._raise(key, severity, age, "s", limit, now, device)]
-        changed = self._book.worsen(
-            key, kind=AlertKind.NO_DATA, severity=severity, value=age, threshold=limit, at=now
+        return any(
+            feed.last_reading is None
+            or (self._clock - feed.last_reading).total_seconds() >= feed.limit_s
+            for feed in w.feeds.values()
         )
-        return [] if changed is None else [changed]
 
-    def _check_contact(self, device: str, now: datetime) -> list[AlertTransition]:
-        key: AlarmKey = (AlertKind.SENSOR_CONTACT_LOST, device)
-        since = self._contact_absent_since.get(device)
-        if since is None or key in self._book:
+    def _update(self, device: str, now: datetime, *, clear: bool = True) -> list[AlertTransition]:
+        """Raise, escalate or (``clear``) clear the one alarm of ``device``."""
+        w = self._wearables[device]
+        key: AlarmKey = (WEARABLE, device)
+        due = self._due(w, now)
+        if due:
+            rank = {k: i for i, k in enumerate(WEARABLE_KINDS)}
+            kind, _, lasted, limit = max(due, key=lambda d: (rank[d[0]], d[1].rank, d[2]))
+            severity = max((d[1] for d in due), key=lambda sv: sv.rank)
+            if key not in self._book:
+                return [self._raise(key, severity, lasted, "s", limit, now, device, kind)]
+            changed = self._book.worsen(
+                key, kind=kind, severity=severity, value=lasted, threshold=limit, at=now
+            )
+            return [] if changed is None else [changed]
+        current = self._book.get(key)
+        if not clear or current is None or self._active(w):
             return []
-        absent = (now - since).total_seconds()
-        if absent < self._stale.contact_lost_s:
-            return []
-        return [
-            self._raise(key, Severity.LOW, absent, "s", self._stale.contact_lost_s, now, device)
-        ]
+        lasted = max(0.0, (now - current.raised_at).total_seconds())
+        return [self._book.clear(key, value=lasted, threshold=None, at=now)]
 
-    def _contact_back(self, device: str, at: datetime) -> list[AlertTransition]:
-        since = self._contact_absent_since.pop(device, None)
-        key: AlarmKey = (AlertKind.SENSOR_CONTACT_LOST, device)
+    def _temperature_arrived(self, at: datetime) -> list[AlertTransition]:
+        if self._last_temperature is None or at > self._last_temperature:
+            self._last_temperature = at
+        key: AlarmKey = (NO_TEMPERATURE, None)
         if key not in self._book:
             return []
-        lasted = None if since is None else max(0.0, (at - since).total_seconds())
-        return [self._book.clear(key, value=lasted, threshold=self._stale.contact_lost_s, at=at)]
+        return [self._book.clear(key, value=0.0, threshold=self._stale.spot_check_temperature_s,
+                                 at=at)]
 
-    def _check_disconnected(self, device: str, now: datetime) -> list[AlertTransition]:
-        key: AlarmKey = (AlertKind.DEVICE_DISCONNECTED, device)
-        since = self._disconnected_since.get(device)
-        if since is None or key in self._book:
+    def _check_no_temperature(self, now: datetime) -> list[AlertTransition]:
+        """With no continuous temperature source, silence of every source is an alarm."""
+        key: AlarmKey = (NO_TEMPERATURE, None)
+        if self._temperature_since is None or key in self._book:
             return []
-        lasted = (now - since).total_seconds()
-        if lasted < self._stale.disconnected_s:
+        if any(Vital.TEMPERATURE in w.feeds for w in self._wearables.values()):
+            return []  # that source's own wearable alarm covers its silence
+        limit = self._stale.spot_check_temperature_s
+        age = (now - (self._last_temperature or self._temperature_since)).total_seconds()
+        if age < limit:
             return []
-        return [
-            self._raise(key, Severity.LOW, lasted, "s", self._stale.disconnected_s, now, device)
-        ]
+        return [self._raise(key, Severity.MEDIUM, age, "s", limit, now, None, AlertKind.NO_DATA)]
 
     def _observe_battery(self, reading: Reading) -> list[AlertTransition]:
         device, at, level = reading.device, reading.observed_at, reading.value

@@ -29,7 +29,25 @@ class Topics:
 
     @property
     def alert_ack(self) -> str:
+        """The ack topic's stem; an ack is published on ``alert_ack_by(login)``."""
         return f"{self._patient}/alert/ack"
+
+    def alert_ack_by(self, login: str) -> str:
+        """Where ``login`` publishes its acks: the broker's ACL ties the last level to the
+        authenticated username, so the hub takes the actor from the topic, not the payload."""
+        return f"{self.alert_ack}/{login}"
+
+    @property
+    def alert_ack_filter(self) -> str:
+        return f"{self.alert_ack}/+"
+
+    def ack_login(self, topic: str) -> str | None:
+        """The login an ack topic names, or None when ``topic`` is not an ack topic."""
+        stem = self.alert_ack + "/"
+        if not topic.startswith(stem):
+            return None
+        login = topic[len(stem):]
+        return login if login and "/" not in login and login != "response" else None
 
     @property
     def vitals(self) -> str:

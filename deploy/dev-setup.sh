@@ -20,17 +20,22 @@ fi
 missing=()
 have mosquitto || missing+=(mosquitto)
 have dbus-daemon || missing+=(dbus-daemon)
+# The hub's own alarm: espeak-ng speaks the message, aplay (alsa-utils) plays it.
+have espeak-ng || missing+=(espeak-ng)
+have aplay || missing+=(alsa-utils)
 if [ "$extra" = "test" ]; then
     have mosquitto_passwd || missing+=(mosquitto-clients)
     have shellcheck || missing+=(shellcheck)
     have systemd-analyze || missing+=(systemd)
     have openssl || missing+=(openssl)
-    # The console's tests: mosquitto_rr/mosquitto_pub and jq drive the clinic's dynamic-security
-    # scripts; a real headless browser from Debian (Selenium is told where; nothing downloads).
-    have mosquitto_rr || missing+=(mosquitto-clients)
-    have jq || missing+=(jq)
+    # Browser tests (status page, console): Debian's own chromium and its driver, never a download.
     have chromium || missing+=(chromium)
     have chromedriver || missing+=(chromium-driver)
+    # The annunciator's tests measure the WAV files it writes (length, loudness).
+    have sox || missing+=(sox)
+    # The clinic's dynamic-security scripts (console tests): mosquitto_rr/mosquitto_pub and jq.
+    have mosquitto_rr || missing+=(mosquitto-clients)
+    have jq || missing+=(jq)
 fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then

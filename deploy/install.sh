@@ -48,7 +48,7 @@ fi
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV=/opt/crs-hub/venv
 SERVICE_USER=crs-hub
-APT_PACKAGES=(python3-venv bluez mosquitto mosquitto-clients openssl)
+APT_PACKAGES=(python3-venv bluez mosquitto mosquitto-clients openssl espeak-ng alsa-utils)
 
 # shellcheck source-path=SCRIPTDIR source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -98,10 +98,10 @@ say "packages: ${APT_PACKAGES[*]}"
 run apt-get update
 run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
 
-say "service user $SERVICE_USER (static, in group bluetooth for BlueZ's D-Bus policy)"
+say "service user $SERVICE_USER (static, in groups bluetooth for BlueZ's D-Bus policy and audio for the alarm sound)"
 run_sh "getent group $SERVICE_USER >/dev/null || groupadd --system $SERVICE_USER"
-run_sh "getent passwd $SERVICE_USER >/dev/null || useradd --system --gid $SERVICE_USER --groups bluetooth --home-dir /var/lib/crs-hub --no-create-home --shell /usr/sbin/nologin $SERVICE_USER"
-run usermod --append --groups bluetooth "$SERVICE_USER"
+run_sh "getent passwd $SERVICE_USER >/dev/null || useradd --system --gid $SERVICE_USER --groups bluetooth,audio --home-dir /var/lib/crs-hub --no-create-home --shell /usr/sbin/nologin $SERVICE_USER"
+run usermod --append --groups bluetooth,audio "$SERVICE_USER"
 
 # --- 2. the program: a venv under /opt, owned by root so the service cannot rewrite itself -----
 say "crs-hub into $VENV"
@@ -218,5 +218,10 @@ if ((DRY_RUN)); then
 else
     "$VENV/bin/crs-hub" check-config "$CONFIG" || say "the config needs attention (see above)"
 fi
+
+# --- 6. the status page's access code: created once and shown once; only its hash is kept ----
+say "status page access code (shown once: give it to the patient; replace it with 'crs-hub access-code')"
+install_dir /var/lib/crs-hub 0700 "$SERVICE_USER:$SERVICE_USER"
+run runuser -u "$SERVICE_USER" -- "$VENV/bin/crs-hub" access-code --config "$CONFIG" --if-missing
 
 say "done. Next: edit $CONFIG, run 'crs-hub check-config', then 'systemctl start crs-hub'"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from daemon.hub import Hub
-from tests.support.faults import CareTeam, base_config, feed_fever, until
+from tests.support.faults import AFEBRILE_C, CareTeam, base_config, feed_fever, until
 from tests.support.hubs import FakeClock
 from tests.support.mosquitto import Mosquitto
 
@@ -109,13 +109,15 @@ def test_malformed_and_unknown_acks_are_refused_logged_and_break_nothing(
         async def body(hub: Hub, clock: FakeClock) -> None:
             feed_fever(hub, clock, minutes=2)
             (fever_id,) = hub.tracked
-            topic = hub.topics.alert_ack
+            topic = hub.topics.alert_ack_by("nurse-7")
             bad: list[tuple[bytes, bytes, str]] = [
                 (b"bad-json", b'{"alert_id": "', "malformed ack"),
                 (b"empty", b"", "malformed ack"),
                 (b"no-alert-id", json.dumps({"actor": "nurse-7"}).encode(), "malformed ack"),
                 (b"bad-actor", json.dumps({"alert_id": fever_id,
                                            "actor": "nurse 7; DROP"}).encode(), "malformed ack"),
+                (b"forged", json.dumps({"alert_id": fever_id, "actor": "dr-who"}).encode(),
+                 "actor does not match the login"),
                 (b"extra-key", json.dumps({"alert_id": fever_id, "actor": "nurse-7",
                                            "snooze": True}).encode(), "malformed ack"),
                 (b"unknown", json.dumps({"alert_id": "no-such-alert",
@@ -136,7 +138,7 @@ def test_malformed_and_unknown_acks_are_refused_logged_and_break_nothing(
             feed_fever(hub, clock, minutes=3)
             assert await until(lambda: "escalated" in
                                [e["state"] for e in events_for(care_team, fever_id)], 10)
-            care_team.ack(fever_id, topic=topic, correlation=b"good")
+            care_team.ack(fever_id, topic=hub.topics.alert_ack, correlation=b"good")
             assert (await response(care_team, b"good"))["accepted"] is True
             assert hub.store.journal(fever_id)[-1].state == "acknowledged"
 
@@ -199,7 +201,7 @@ def test_an_ack_for_a_cleared_alert_is_refused(mosquitto: Mosquitto, tmp_path: P
         async def body(hub: Hub, clock: FakeClock) -> None:
             feed_fever(hub, clock, minutes=2)
             (fever_id,) = hub.tracked
-            feed_fever(hub, clock, minutes=20, core_c=36.8)
+            feed_fever(hub, clock, minutes=20, core_c=AFEBRILE_C)
             assert hub.tracked == {}
             assert hub.store.journal(fever_id)[-1].state == "cleared"
             care_team.ack(fever_id, topic=hub.topics.alert_ack, correlation=b"late")

@@ -20,6 +20,12 @@ from bleak.exc import (
     BleakDBusError,
     BleakError,
 )
+from bleak_retry_connector import (
+    BleakAbortedError,
+    BleakConnectionError,
+    BleakNotFoundError,
+    BleakOutOfConnectionSlotsError,
+)
 
 from daemon.bluetooth import (
     Backoff,
@@ -28,6 +34,8 @@ from daemon.bluetooth import (
     Subscription,
     adapter_problem,
     install_mac_redaction,
+    is_untyped,
+    probe_adapter,
     redact,
 )
 from daemon.decoding import BatteryLevel, HeartRateMeasurement, TemperatureMeasurement, decode
@@ -39,9 +47,10 @@ from daemon.sim import (
     TEMP_PATCH_ADDRESS,
     TEMP_PATCH_NAME,
     SimulatedBluez,
+    build_scenario,
 )
 from daemon.sim.wearables import BATTERY_LEVEL, HEART_RATE_MEASUREMENT, TEMPERATURE_MEASUREMENT
-from tests.support.bluez import run_with_sim, wait_until
+from tests.support.bluez import FAST_TIMING, require_dbus_daemon, run_with_sim, wait_until
 
 FAST_BACKOFF = Backoff(initial_s=0.02, max_s=0.1, stable_after_s=1000.0)
 ABSENT_ADDRESS = "F0:0D:00:00:00:01"
@@ -176,8 +185,10 @@ def test_adapter_problems_are_told_apart_from_device_problems() -> None:
     assert adapter_problem(off, "hci0") == "hci0: not ready (powered off or blocked)"
     gone = BleakDBusError("org.freedesktop.DBus.Error.ServiceUnknown", ["no org.bluez"])
     assert adapter_problem(gone, "hci0") == "bluetoothd is not running"
+    # bleak's untyped errors are not classified by their text; the caller probes BlueZ.
     missing = BleakError("adapter 'hci1' not found")
-    assert adapter_problem(missing, "hci1") == "hci1: adapter not found"
+    assert adapter_problem(missing, "hci1") is None and is_untyped(missing)
+    assert not is_untyped(off)
     unavailable = BleakBluetoothNotAvailableError(
         "off", BleakBluetoothNotAvailableReason.POWERED_OFF
     )
@@ -192,6 +203,34 @@ def test_adapter_problems_are_told_apart_from_device_problems() -> None:
         is None
     )
     assert adapter_problem(BleakError("Device with address X was not found"), "hci0") is None
+
+
+def wrapped(outer: BaseException, cause: BaseException) -> BaseException:
+    """``outer`` raised ``from cause``, as bleak-retry-connector does."""
+    try:
+        raise outer from cause
+    except BaseException as exc:
+        return exc
+
+
+def test_typed_causes_are_found_through_bleak_retry_connectors_wrappers() -> None:
+    not_ready = BleakDBusError("org.bluez.Error.NotReady", ["Resource Not Ready"])
+    # establish_connection wraps BlueZ's NotReady in its own BleakConnectionError
+    failed = wrapped(BleakConnectionError("strap-1 - X: Failed to connect after 3 attempt(s)"),
+                     not_ready)
+    assert adapter_problem(failed, "hci0") == "hci0: not ready (powered off or blocked)"
+    assert adapter_problem(BleakOutOfConnectionSlotsError("no slot"), "hci0") == (
+        "hci0: no free connection slot")
+    denied = BleakDBusError("org.freedesktop.DBus.Error.AccessDenied", ["Rejected send"])
+    assert adapter_problem(denied, None) == (
+        "access to BlueZ denied (is the service user in the bluetooth group?)")
+    assert adapter_problem(FileNotFoundError(2, "No such file"), None) == (
+        "system D-Bus is not reachable")
+    # Device problems stay device problems, whatever their text or cause says.
+    for device_error in (BleakNotFoundError("adapter hci0 not found"),
+                         BleakAbortedError("le-connection-abort-by-local"),
+                         wrapped(BleakNotFoundError("gone"), not_ready)):
+        assert adapter_problem(device_error, "hci0") is None, device_error
 
 
 def test_scan_table_shows_address_profile_and_ambiguity() -> None:
@@ -562,3 +601,68 @@ def test_scan_lists_both_simulated_wearables_with_their_profiles(
     table = format_scan(shipped)
     assert HR_STRAP_ADDRESS in table and TEMP_PATCH_ADDRESS in table
     assert "heart_rate_strap" in table and "temperature_patch" in table
+
+
+def run_with_adapters(body: Any, adapters: tuple[str, ...]) -> Any:
+    """run_with_sim, with the simulated BlueZ offering ``adapters``."""
+    require_dbus_daemon()
+
+    async def main() -> Any:
+        async with SimulatedBluez(build_scenario("steady"), time_scale=120.0,
+                                  timing=FAST_TIMING, adapters=adapters) as sim:
+            return await asyncio.wait_for(body(sim), 30.0)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.integration
+def test_a_configured_adapter_that_does_not_exist_is_reported_from_bluez_state(
+    profiles: dict[str, DeviceProfile],
+) -> None:
+    # bleak says so only in an untyped BleakError's text; the hub asks BlueZ instead.
+    async def body(sim: SimulatedBluez) -> list[str | None]:
+        rec = Recorder()
+        spec = strap_spec(profiles, adapter="hci1")
+        async with BluetoothManager([spec], rec, backoff=FAST_BACKOFF, scan_timeout_s=0.3,
+                                    seed=3):
+            await wait_until(lambda: bool(rec.adapter), 5.0, "an adapter problem report")
+            await asyncio.sleep(0.3)  # retries meanwhile: still one report
+        return rec.adapter
+
+    assert run_with_adapters(body, ("hci0",)) == ["hci1: adapter not found"]
+
+
+@pytest.mark.integration
+def test_a_second_adapter_powered_off_then_on_is_reported_and_cleared(
+    profiles: dict[str, DeviceProfile],
+) -> None:
+    async def body(sim: SimulatedBluez) -> list[str | None]:
+        assert sim.bluez is not None
+        sim.bluez.set_powered(False, adapter="hci1")
+        rec = Recorder()
+        spec = strap_spec(profiles, adapter="hci1")
+        async with BluetoothManager([spec], rec, backoff=FAST_BACKOFF, scan_timeout_s=0.3,
+                                    seed=3):
+            await wait_until(lambda: bool(rec.adapter), 5.0, "an adapter problem report")
+            sim.bluez.set_powered(True, adapter="hci1")
+            await wait_until(lambda: rec.adapter[-1] is None, 5.0, "the all-clear")
+        return rec.adapter
+
+    assert run_with_adapters(body, ("hci0", "hci1")) == [
+        "hci1: not ready (powered off or blocked)", None]
+
+
+@pytest.mark.integration
+def test_probe_adapter_reads_bluez_state() -> None:
+    async def body(sim: SimulatedBluez) -> list[str | None]:
+        assert sim.bluez is not None
+        states = [await probe_adapter("hci0"), await probe_adapter("hci7"),
+                  await probe_adapter(None)]
+        sim.bluez.set_powered(False, adapter="hci0")
+        states += [await probe_adapter("hci0"), await probe_adapter(None)]
+        return states
+
+    assert run_with_adapters(body, ("hci0",)) == [
+        None, "hci7: adapter not found", None,
+        "hci0: not ready (powered off or blocked)",
+        "default adapter: not ready (powered off or blocked)"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.alerts import Severity
 from daemon.config import ConfigError, load_config, parse_config, permission_warnings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,3 +150,252 @@ def test_check_config_cli_rejects_unknown_profile_and_broken_toml(tmp_path: Path
     assert "not valid TOML" in result.stderr and "Traceback" not in result.stderr
     result = crs_hub("check-config", str(tmp_path / "missing.toml"))
     assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+# --- settings that each pass alone but could never alarm (issue 9), and `wear` (issue 10) ------
+
+PATCH = '[[devices]]\nid = "temp-patch"\nprofile = "temperature_patch"\naddress = "AA:BB:CC:DD:EE:02"\n'
+STRAP = '[[devices]]\nid = "chest-strap"\nprofile = "heart_rate_strap"\naddress = "AA:BB:CC:DD:EE:01"\n'
+
+
+def check_config_problems(tmp_path: Path, text: str, *, command: str = "check-config") -> list[str]:
+    """Run the real CLI on ``text``; assert it refused it cleanly; return its stderr lines."""
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    args = [command, str(path)] if command == "check-config" else [command, "--config", str(path)]
+    result = crs_hub(*args)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout == ""
+    return result.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            MINIMAL + "[escalation]\nrepeat_min = { hgh = 15 }\n",
+            "escalation.repeat_min.hgh: unknown key: must be 'low', 'medium', 'high', "
+            "'critical' or 'emergency'",
+            id="repeat-min-misspelt-severity"),
+        pytest.param(
+            MINIMAL + "[escalation]\nrepeat_min = { high = -5 }\n",
+            "escalation.repeat_min.high: Input should be greater than 0",
+            id="repeat-min-negative"),
+        pytest.param(
+            MINIMAL + "[escalation]\nrepeat_min = { critical = 0 }\n",
+            "escalation.repeat_min.critical: Input should be greater than 0",
+            id="repeat-min-zero"),
+        pytest.param(
+            MINIMAL + "[thresholds.fever]\nconfirm_window_s = inf\n",
+            "thresholds.fever.confirm_window_s: Input should be a finite number",
+            id="infinite-window"),
+        pytest.param(
+            MINIMAL + "[vitals]\ninterval_s = nan\n",
+            "vitals.interval_s: Input should be a finite number",
+            id="nan-interval"),
+        pytest.param(
+            MINIMAL + "[thresholds.fever]\nconfirm_window_s = 300\nconfirm_min_span_s = 400\n",
+            "thresholds.fever.confirm_min_span_s: 400 s is longer than confirm_window_s (300 s): "
+            "readings in the window never span that long, so no fever could ever be confirmed",
+            id="span-longer-than-window"),
+        pytest.param(
+            MINIMAL + PATCH + STRAP.replace("AA:BB:CC:DD:EE:01", "aa:bb:cc:dd:ee:02"),
+            "devices[1].address: the same Bluetooth address as devices[0] ('temp-patch'): one "
+            "wearable cannot be two devices",
+            id="two-devices-one-address"),
+        pytest.param(
+            MINIMAL + "[thresholds.tachycardia]\nthreshold_bpm = 20\n",
+            "thresholds.tachycardia.threshold_bpm: Input should be greater than or equal to 90",
+            id="tachycardia-20-bpm"),
+        pytest.param(
+            MINIMAL + "[thresholds.tachycardia]\nthreshold_bpm = 180\n",
+            "thresholds.tachycardia.threshold_bpm: Input should be less than or equal to 130",
+            id="tachycardia-above-news2-urgent"),
+        pytest.param(
+            MINIMAL + "[thresholds.fever]\nthreshold_c = 36.5\n",
+            "thresholds.fever.threshold_c: Input should be greater than or equal to 37",
+            id="fever-threshold-normal-temperature"),
+        pytest.param(
+            MINIMAL + "[thresholds.fever]\nthreshold_c = 39.5\nhigh_threshold_c = 40.0\n",
+            "thresholds.fever.threshold_c: Input should be less than or equal to 39",
+            id="fever-threshold-too-high"),
+        pytest.param(
+            MINIMAL + "[thresholds.fever]\nhigh_threshold_c = 42.0\n",
+            "thresholds.fever.high_threshold_c: Input should be less than or equal to 41",
+            id="high-fever-unreachable"),
+        pytest.param(
+            MINIMAL + "[thresholds.fever]\nclear_margin_c = 2.0\n",
+            "thresholds.fever.clear_margin_c: threshold_c - clear_margin_c = 36.00 °C is not "
+            "above 36.1 °C, the bottom of NEWS2's normal band: a patient without fever would "
+            "never read below it, so a fever alert would never clear",
+            id="fever-clear-band-below-normal"),
+        pytest.param(
+            MINIMAL + "[thresholds.fever]\nclear_margin_c = 1.0\n"
+            "[thresholds.stale]\noff_body_below_c = 37.0\n",
+            "thresholds.fever.clear_margin_c: threshold_c - clear_margin_c = 37.00 °C is not "
+            "above stale.off_body_below_c (37 °C): every reading cool enough to clear is taken "
+            "as a patch off the skin, so a fever alert could never clear",
+            id="fever-clear-band-off-body"),
+        pytest.param(
+            MINIMAL + "[thresholds.tachycardia]\nclear_margin_bpm = 50\n",
+            "thresholds.tachycardia.clear_margin_bpm: threshold_bpm - clear_margin_bpm = 50 bpm "
+            "is not above 51 bpm, the bottom of NEWS2's normal pulse band: a resting heart rate "
+            "would never fall below it, so a tachycardia alert would never clear",
+            id="tachycardia-clear-band-bradycardic"),
+        pytest.param(
+            MINIMAL + "[thresholds.stale]\nbattery_low_percent = 99\n",
+            "thresholds.stale.battery_clear_margin_percent: battery_low_percent + "
+            "battery_clear_margin_percent = 104 % is above 100 %: a low-battery alarm could "
+            "never clear",
+            id="battery-never-clears"),
+        pytest.param(
+            MINIMAL + "[thresholds.stale]\nbattery_low_percent = 100\n",
+            "thresholds.stale.battery_low_percent: Input should be less than 100",
+            id="battery-always-low"),
+        pytest.param(
+            MINIMAL + '[home_assistant]\nenabled = true\ndiscovery_prefix = "ha/#"\n',
+            "home_assistant.discovery_prefix: must be '/'-separated non-empty levels without "
+            "'+' or '#'",
+            id="discovery-prefix-wildcard"),
+        pytest.param(
+            MINIMAL + PATCH.replace('address = "AA:BB:CC:DD:EE:02"\n', 'wear = "sometimes"\n'),
+            "devices[0].wear: Input should be 'continuous' or 'part-time'",
+            id="wear-unknown-mode"),
+        # -- the rules that need the devices' profiles (temperature_patch: one reading a
+        #    minute; heart_rate_strap: one a second) --
+        pytest.param(
+            MINIMAL + '[[devices]]\nid = "d1"\nprofile = "no-such-profile"\n',
+            "devices[0].profile: unknown profile 'no-such-profile' (known: health_thermometer, "
+            "heart_rate_strap, temperature_patch)",
+            id="unknown-profile"),
+        pytest.param(
+            MINIMAL + PATCH + "[thresholds.stale]\ntemperature_s = 30\n",
+            "thresholds.stale.temperature_s: 30 s is shorter than the 60 s between readings of "
+            "devices[0] ('temp-patch', profile 'temperature_patch'): no_data would be raised "
+            "between every two readings",
+            id="temperature-stale-limit-below-interval"),
+        pytest.param(
+            MINIMAL + STRAP + "[thresholds.stale]\nheart_rate_s = 0.5\n",
+            "thresholds.stale.heart_rate_s: 0.5 s is shorter than the 1 s between readings of "
+            "devices[0] ('chest-strap', profile 'heart_rate_strap'): no_data would be raised "
+            "between every two readings",
+            id="heart-rate-stale-limit-below-interval"),
+        pytest.param(
+            MINIMAL + STRAP + "[thresholds.tachycardia]\nmax_gap_s = 0.5\n",
+            "thresholds.tachycardia.max_gap_s: 0.5 s is shorter than the 1 s between readings of "
+            "devices[0] ('chest-strap', profile 'heart_rate_strap'): every reading would restart "
+            "the window, so tachycardia could never be confirmed",
+            id="tachycardia-gap-below-interval"),
+        pytest.param(
+            MINIMAL + PATCH + "[thresholds.fever]\nconfirm_window_s = 300\nconfirm_min_samples = 7\n",
+            "thresholds.fever.confirm_min_samples: 7 readings never fit in confirm_window_s "
+            "(300 s) at one per 60 s from devices[0] ('temp-patch', profile 'temperature_patch'): "
+            "at most 6 do, so no fever could ever be confirmed",
+            id="too-many-samples-for-window"),
+        pytest.param(
+            MINIMAL + PATCH + "[thresholds.fever]\nconfirm_window_s = 30\nconfirm_min_samples = 1"
+            "\nconfirm_min_span_s = 0\n",
+            "thresholds.fever.confirm_window_s: 30 s is shorter than the 60 s between readings "
+            "of devices[0] ('temp-patch', profile 'temperature_patch'): every reading would "
+            "restart the clear hold, so a fever alert could never clear",
+            id="window-shorter-than-interval"),
+        pytest.param(
+            MINIMAL + STRAP + "temperature_offset_c = 0.5\n",
+            "devices[0].temperature_offset_c: profile 'heart_rate_strap' measures no "
+            "temperature, so the offset would be ignored",
+            id="offset-on-a-strap"),
+        pytest.param(
+            MINIMAL + STRAP + PATCH + 'wear = "part-time"\n',
+            "devices[1].wear: part-time leaves no temperature wearable worn around the clock, "
+            "but fever is the primary CRS sign and a temperature source taken off must always "
+            "alarm: wear it continuously, or add one that is",
+            id="only-temperature-wearable-part-time"),
+        pytest.param(
+            MINIMAL + PATCH + '[[devices]]\nid = "oral"\nprofile = "health_thermometer"\n',
+            "devices[1].address: required: without it 'oral' may connect to devices[0] "
+            "('temp-patch'), whose profile advertises the same Bluetooth service",
+            id="addressless-thermometer-beside-a-patch"),
+    ],
+)
+def test_check_config_rejects_settings_that_could_never_work(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert check_config_problems(tmp_path, text) == [expected]
+
+
+def test_confirm_span_impossible_at_a_slow_profiles_interval(tmp_path: Path) -> None:
+    # A patch sending every 120 s: readings in a 300 s window span at most 240 s.
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    for source in (REPO / "device_profiles").glob("*.toml"):
+        (profiles / source.name).write_text(source.read_text().replace(
+            "expected_sample_interval_s = 60.0", "expected_sample_interval_s = 120.0"))
+    text = (f'device_profiles_dir = "{profiles}"\n' + MINIMAL + PATCH
+            + "[thresholds.fever]\nconfirm_window_s = 300\nconfirm_min_span_s = 250\n")
+    assert check_config_problems(tmp_path, text) == [
+        "thresholds.fever.confirm_min_span_s: 250 s is longer than the 240 s that readings one "
+        "per 120 s from devices[0] ('temp-patch', profile 'temperature_patch') can span within "
+        "confirm_window_s (300 s), so no fever could ever be confirmed"
+    ]
+
+
+def test_every_problem_of_one_kind_is_listed_together(tmp_path: Path) -> None:
+    lines = check_config_problems(
+        tmp_path, MINIMAL + PATCH + STRAP + "[thresholds.stale]\ntemperature_s = 30\n"
+        "heart_rate_s = 0.5\n")
+    assert [line.split(":")[0] for line in lines] == [
+        "thresholds.stale.temperature_s", "thresholds.stale.heart_rate_s"]
+
+
+def test_run_refuses_the_same_configs_without_a_traceback(tmp_path: Path) -> None:
+    # Before: `run` accepted it and the Hub raised ValueError (a traceback) at start-up.
+    text = MINIMAL.replace('id = "hub-1"', f'id = "hub-1"\ndata_dir = "{tmp_path}"') + (
+        '[[devices]]\nid = "d1"\nprofile = "no-such-profile"\n'
+        "[escalation]\nrepeat_min = { hgh = 15 }\n")
+    assert check_config_problems(tmp_path, text, command="run") == [
+        "escalation.repeat_min.hgh: unknown key: must be 'low', 'medium', 'high', 'critical' "
+        "or 'emergency'"]
+    text = text.replace("[escalation]\nrepeat_min = { hgh = 15 }\n", "")
+    assert check_config_problems(tmp_path, text, command="run") == [
+        "devices[0].profile: unknown profile 'no-such-profile' (known: health_thermometer, "
+        "heart_rate_strap, temperature_patch)"]
+
+
+def test_repeat_min_is_keyed_by_severity_and_keeps_defaults_not_given() -> None:
+    import tomllib
+
+    config = parse_config(tomllib.loads(MINIMAL + "[escalation]\nrepeat_min = { high = 10 }\n"))
+    repeat = config.escalation.repeat_min
+    assert repeat == {Severity.LOW: 60.0, Severity.MEDIUM: 30.0, Severity.HIGH: 10.0,
+                      Severity.CRITICAL: 5.0, Severity.EMERGENCY: 2.0}
+    assert all(type(key) is Severity for key in repeat)
+    assert parse_config(tomllib.loads(MINIMAL)).escalation.repeat_min[Severity.HIGH] == 15.0
+
+
+def test_wear_defaults_to_continuous_and_part_time_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + STRAP + 'wear = "part-time"\n' + PATCH)
+    config = load_config(path)
+    assert [d.wear for d in config.devices] == ["part-time", "continuous"]
+
+
+def test_interchangeable_devices_without_addresses_are_accepted(tmp_path: Path) -> None:
+    # Two identical patches may swap wearables harmlessly; a strap shares no service with them.
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + '[[devices]]\nid = "patch-a"\nprofile = "temperature_patch"\n'
+                    '[[devices]]\nid = "patch-b"\nprofile = "temperature_patch"\n'
+                    '[[devices]]\nid = "strap"\nprofile = "heart_rate_strap"\n')
+    assert [d.id for d in load_config(path).devices] == ["patch-a", "patch-b", "strap"]
+
+
+def test_no_temperature_device_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    # Temperatures may be entered by hand, so a strap alone can be a real setup; say so.
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL + STRAP)
+    os.chmod(path, 0o600)
+    result = crs_hub("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: devices: no configured device measures temperature; fever, the primary CRS "
+        "sign, is seen only in readings entered by hand"]

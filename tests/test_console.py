@@ -9,6 +9,7 @@ on .../alert/ack/<nurse> with the nurse as actor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from daemon.alerts import AlertKind, AlertState, Severity
 from daemon.console.credentials import hash_password
 from daemon.payloads import Tier
-from tests.support.browser import chromium
+from tests.support.browser import chromium as _chromium
 from tests.support.console_hubs import SimHub
 from tests.support.mosquitto import Mosquitto
 
@@ -39,6 +40,15 @@ REPO = Path(__file__).resolve().parent.parent
 N_HUBS = 50  # team-a: hubs 00..44, team-b: 45..49
 PASSWORD = "ward-7-night"
 SCREENSHOTS = os.environ.get("CRS_CONSOLE_SCREENSHOTS")  # a directory: save docs screenshots
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """The shared headless Chromium, wide enough for the ward table; finding an element waits
+    (up to 5 s) for the page that a click or a submit opened."""
+    with _chromium(1400, 1000) as driver:
+        driver.implicitly_wait(5)
+        yield driver
 
 
 def until(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
@@ -439,12 +449,11 @@ def test_watch_prints_each_alert_once_and_acks_by_id(mosquitto: Mosquitto, tmp_p
 
 # --- the full round trip to a real hub ----------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="FOR THE LEAD: needs the hub side of the ack identity "
-                   "contract (docs/care-team.md): the hub subscribes to .../alert/ack/+ and takes "
-                   "the actor from the topic. Remove this marker when it lands; strict, so this "
-                   "test fails the day it starts passing with the marker still on.")
 def test_ack_from_the_page_reaches_a_real_hub_and_comes_back_acknowledged(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The whole loop: a real Hub raises a fever, the nurse acknowledges on the page, the hub
+    journals the ack with the actor taken from the topic, and its `acknowledged` event brings
+    "acknowledged by nurse-ana" back to the page."""
     import asyncio
 
     from selenium.webdriver.common.by import By

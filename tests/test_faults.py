@@ -77,6 +77,10 @@ def test_broker_killed_mid_burst_every_alert_reaches_the_care_team_and_is_acked(
 
     async def scenario() -> dict[str, list[str]]:
         hub = Hub(config, clock=clock, tick_interval_s=3600, heartbeat_interval_s=3600)
+        # This test is about escalation recovering what the broker lost. The outbox's re-send
+        # of rows acknowledged just before a link loss (tests/test_broker_persistence.py) would
+        # recover wave B too when the kill comes within its window, i.e. depending on timing.
+        hub.outbox.resend_window_s = 0.0
         burst = NoDataBurst(hub, clock, step_s=5.0)
         burst.feed_all()
         await hub.start()
@@ -300,11 +304,17 @@ def test_long_outage_drains_oldest_first_and_raises_then_clears_outbox_backlog(
         care_team.go_offline()
         assert await until(lambda: not hub.link.connected, 10)
         pending_at_heartbeat: list[tuple[datetime, int]] = []
-        # Three hours of scenario time without a broker: fever from minute 20 to 100, a fast
-        # heart rate from 40 to 80, the patch silent from 120 to 150; heartbeat every 5 min.
+        # Three hours of scenario time without a broker: fever from minute 20 to 100, falling
+        # 1.2 °C/h from there (an instant fall would be a patch coming off, never a clear), a
+        # fast heart rate from 40 to 80, the patch silent from 120 to 150; heartbeat every 5 min.
+        def core_c(minute: int) -> float:
+            if minute < 20:
+                return 36.9
+            return 38.7 if minute < 100 else max(36.9, 38.7 - 0.02 * (minute - 100))
+
         for minute in range(180):
             if not 120 <= minute < 150:
-                feed_temperature(hub, "temp-patch", 38.7 if 20 <= minute < 100 else 36.9)
+                feed_temperature(hub, "temp-patch", core_c(minute))
             for _ in range(4):
                 feed_heart_rate(hub, "chest-strap", 124 if 40 <= minute < 80 else 72)
                 advance(hub, clock, 15)

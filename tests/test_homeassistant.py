@@ -301,3 +301,16 @@ def test_templates_render_the_hub_payloads() -> None:
     assert (render(availability, online), render(availability, offline)) == ("online", "offline")
     hub = found["hub"][1]["value_template"]
     assert (render(hub, online), render(hub, offline)) == ("ON", "OFF")
+
+
+def test_a_device_is_announced_before_anything_that_names_it_as_via_device() -> None:
+    """Home Assistant nests a device under its via_device only if that device already exists
+    when the config arrives, so within a burst the hub comes first, then the patient, then the
+    wearables (the outbox publishes in the order the hub enqueues)."""
+    seen: set[str] = set()
+    for _topic, payload in discovery_messages(HUB, PATIENT, [("strap-1", {"heart_rate"}),
+                                                             ("patch-1", {"temperature"})]):
+        device = json.loads(payload)["dev"]
+        via = device.get("via_device")
+        assert via is None or via in seen, f"{device['ids'][0]} arrives before {via}"
+        seen.update(device["ids"])

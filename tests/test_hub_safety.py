@@ -9,7 +9,8 @@ from pathlib import Path
 from daemon.decoding import CHARACTERISTICS
 from daemon.encoding import encode_temperature
 from daemon.hub import Hub
-from daemon.readings import Reading, Vital, flag_off_body
+from daemon.reading_policy import flag_off_body
+from daemon.readings import Reading, Vital
 from tests.support.hubs import T0, FakeClock, Subscriber, hub_config
 from tests.support.mosquitto import Mosquitto, free_port
 

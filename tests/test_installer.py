@@ -141,6 +141,11 @@ def test_dry_run_creates_the_expected_files_and_only_prints_privileged_commands(
     assert f"/opt/crs-hub/venv/bin/pip install --quiet --upgrade {REPO}" in printed
     assert "systemctl enable crs-hub.service" in printed
     assert "systemctl restart mosquitto.service" in printed
+    # The status page's access code is made at install, as the service user, never replaced.
+    assert stat.S_IMODE((root / "var/lib/crs-hub").stat().st_mode) == 0o700
+    assert "chown crs-hub:crs-hub /var/lib/crs-hub" in printed
+    assert ("runuser -u crs-hub -- /opt/crs-hub/venv/bin/crs-hub access-code --config "
+            "/etc/crs-hub/config.toml --if-missing") in printed
 
     # Content: copies of the repository's files, and a config for this hub.
     for src, dest in (("systemd/crs-hub.service", "etc/systemd/system/crs-hub.service"),
@@ -250,7 +255,7 @@ def test_uninstall_dry_run_removes_the_install(
     env, calls = stubs
     root = tmp_path / "root"
     run(INSTALL, env, "--dry-run", root=root)
-    (root / "var/lib/crs-hub").mkdir(parents=True)
+    (root / "var/lib/crs-hub").mkdir(parents=True, exist_ok=True)
     (root / "var/lib/crs-hub/hub.sqlite3").write_bytes(b"readings")
 
     out = run(UNINSTALL, env, "--dry-run", root=root)

@@ -291,12 +291,9 @@ def test_care_team_reads_its_patients_alerts_and_writes_their_acks(broker: HubBr
     assert (topic(HUB_A, PATIENT_A, "alert/state"), b'{"open":[]}') in got  # retained
     assert (event, b'{"kind":"fever"}') in got
 
-    # The ack identity contract: the last level is the login, and nothing else is writable.
     ack = topic(HUB_A, PATIENT_A, f"alert/ack/{TEAM}")
-    assert team.publish(topic(HUB_A, PATIENT_A, "alert/ack/nurse-7")) == NOT_AUTHORIZED
-    assert team.publish(topic(HUB_A, PATIENT_A, "alert/ack")) == NOT_AUTHORIZED
-    assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"team-oncology"}'))
-    assert (ack, b'{"alert_id":"a1","actor":"team-oncology"}') in hub.received(until_topic=ack)
+    assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"nurse-7"}'))
+    assert (ack, b'{"alert_id":"a1","actor":"nurse-7"}') in hub.received(until_topic=ack)
 
     # The hub answers on the team's response topic; the team reads it.
     response = topic(HUB_A, PATIENT_A, f"alert/ack/response/{TEAM}")
@@ -305,13 +302,29 @@ def test_care_team_reads_its_patients_alerts_and_writes_their_acks(broker: HubBr
     assert (response, b'{"accepted":true}') in team.received(until_topic=response)
 
 
+def test_care_team_writes_receipts_for_its_own_patients_only(broker: HubBroker) -> None:
+    hub = broker.connected(HUB_A)
+    team = broker.connected(TEAM)
+    receipt = topic(HUB_A, PATIENT_A, "alert/receipt")
+    assert ok(hub.subscribe(receipt))
+    assert ok(team.publish(receipt, b'{"event_id":"e1","consumer":"team-oncology"}'))
+    assert (receipt, b'{"event_id":"e1","consumer":"team-oncology"}') in hub.received(
+        until_topic=receipt)
+    for target in (topic(HUB_A, PATIENT_B, "alert/receipt"), topic(HUB_B, PATIENT_B,
+                                                                   "alert/receipt")):
+        assert team.publish(target) == NOT_AUTHORIZED, target
+
+
 def test_care_team_writes_nothing_but_acks(broker: HubBroker) -> None:
     team = broker.connected(TEAM)
     for target in (topic(HUB_A, PATIENT_A, "alert/event"), topic(HUB_A, PATIENT_A, "alert/state"),
                    topic(HUB_A, PATIENT_A, "vitals"), f"crs/v1/{HUB_A}/status",
                    topic(HUB_A, PATIENT_A, "device/chest-strap/status"),
                    topic(HUB_B, PATIENT_B, f"alert/ack/{TEAM}"),
-                   topic(HUB_A, PATIENT_B, f"alert/ack/{TEAM}")):
+                   topic(HUB_A, PATIENT_B, f"alert/ack/{TEAM}"),
+                   # acking as another login (a forged actor), or with no login at all
+                   topic(HUB_A, PATIENT_A, "alert/ack/team-other"),
+                   topic(HUB_A, PATIENT_A, "alert/ack")):
         assert team.publish(target) == NOT_AUTHORIZED, target
 
 
@@ -349,7 +362,6 @@ def test_patient_app_reads_only_its_own_alerts(broker: HubBroker) -> None:
     seen = [t for t, _ in app.received(until_topic=event)]
     assert state in seen
     assert not set(hidden) & set(seen)
-    assert app.publish(topic(HUB_A, PATIENT_A, "alert/ack")) == NOT_AUTHORIZED
     assert app.publish(topic(HUB_A, PATIENT_A, f"alert/ack/{PATIENT_A}")) == NOT_AUTHORIZED
     assert app.publish(event) == NOT_AUTHORIZED
 
@@ -360,7 +372,7 @@ def test_username_with_wildcards_gets_no_pattern_rights(broker: HubBroker, usern
     hub = broker.connected(HUB_A)
     rogue = broker.connected(username)  # authentication passes; every ACL check fails
     assert rogue.publish(topic(HUB_A, PATIENT_A, "alert/event")) == NOT_AUTHORIZED
-    assert rogue.publish(topic(HUB_A, PATIENT_A, "alert/ack")) == NOT_AUTHORIZED
+    assert rogue.publish(topic(HUB_A, PATIENT_A, "alert/ack/rogue")) == NOT_AUTHORIZED
     assert ok(rogue.subscribe("crs/v1/#"))
     assert ok(rogue.subscribe("$SYS/#"))
     secret = topic(HUB_A, PATIENT_A, "alert/event")
@@ -452,13 +464,28 @@ def test_bridge_template_carries_alerts_out_and_acks_in(
         ack = topic(HUB_A, PATIENT_A, f"alert/ack/{TEAM}")
         deadline = time.monotonic() + WAIT
         while True:  # the bridge's own subscription on the clinic may still be on its way
-            assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"team-oncology"}'))
+            assert ok(team.publish(ack, b'{"alert_id":"a1","actor":"nurse-7"}'))
             try:
                 topic_, payload, _ = hub.messages.get(timeout=0.5)
                 break
             except queue.Empty:
                 assert time.monotonic() < deadline, "ack never crossed the bridge"
-        assert (topic_, payload) == (ack, b'{"alert_id":"a1","actor":"team-oncology"}')
+        assert (topic_, payload) == (ack, b'{"alert_id":"a1","actor":"nurse-7"}')
+
+        # Delivery receipts and team-addressed acks cross the bridge inward too, at QoS 1.
+        for leaf, body in (("alert/receipt", b'{"event_id":"e1","consumer":"team-oncology"}'),
+                           (f"alert/ack/{TEAM}", b'{"alert_id":"a1","actor":"nurse-7"}')):
+            inbound = topic(HUB_A, PATIENT_A, leaf)
+            assert ok(hub.subscribe(inbound))
+            deadline = time.monotonic() + WAIT
+            while True:
+                assert ok(team.publish(inbound, body))
+                try:
+                    topic_, payload, _ = hub.messages.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    assert time.monotonic() < deadline, f"{leaf} never crossed the bridge"
+            assert (topic_, payload) == (inbound, body)
     finally:
         for client in clients:
             client.close()

@@ -33,6 +33,7 @@ from hypothesis.stateful import (
 
 from daemon.hub import Hub
 from tests.support.faults import (
+    AFEBRILE_C,
     CareTeam,
     advance,
     base_config,
@@ -99,11 +100,11 @@ class DeliveryMachine(RuleBasedStateMachine):
     # --- rules ---------------------------------------------------------------------------------
     @rule(minutes=st.integers(2, 6))
     def fever(self, minutes: int) -> None:
-        feed_fever(self.hub, self.clock, minutes=minutes, core_c=38.7)
+        feed_fever(self.hub, self.clock, minutes=minutes, core_c=38.6)
 
     @rule()
     def recovery(self) -> None:
-        feed_fever(self.hub, self.clock, minutes=16, core_c=36.8)
+        feed_fever(self.hub, self.clock, minutes=16, core_c=AFEBRILE_C)
 
     @rule()
     def patch_falls_silent(self) -> None:
@@ -171,7 +172,7 @@ class DeliveryMachine(RuleBasedStateMachine):
                              for t in self.hub.tracked.values())
             before = len(self.hub.store.journal())
             feed_fever(self.hub, self.clock, minutes=20 if fever_open else 6,
-                       core_c=36.8 if fever_open else 38.7)
+                       core_c=AFEBRILE_C if fever_open else 38.6)
             assert len(self.hub.store.journal()) > before
             assert self.run(until(lambda: self.hub.outbox.in_flight > 0, 5))
 

@@ -20,21 +20,22 @@ TEMP = CHARACTERISTICS["temperature_measurement"]
 
 
 def temperature_at(t: float) -> float:
-    """Normal, then climbing past 38 °C, a plateau, then recovery."""
+    """Normal, then climbing past 38 °C, a plateau, then recovery (1.4 °C in 30 min: much faster
+    is a sensor problem, never a clear)."""
     if t < 600:
         return 36.9
     if t < 1200:
         return 36.9 + (38.6 - 36.9) * (t - 600) / 600
     if t < 2400:
         return 38.6
-    return 36.8
+    return max(37.2, 38.6 - 1.4 * (t - 2400) / 1800)
 
 
 def heart_rate_at(t: float) -> int:
     return 124 if 900 <= t < 2100 else 74
 
 
-async def feed_crs_onset(hub: Hub, clock: FakeClock, until: float = 4500) -> None:
+async def feed_crs_onset(hub: Hub, clock: FakeClock, until: float = 5400) -> None:
     t = 0.0
     while t <= until:
         clock.at(t)
@@ -96,7 +97,8 @@ def test_crs_onset_gives_exactly_the_expected_alerts(mosquitto: Mosquitto, tmp_p
     assert "Call 911 instead if you have trouble breathing" in fever["patient_message"]
     assert tachy["value"] > 100 and tachy["unit"] == "bpm" and tachy["threshold"] == 100
     assert tachy["device"] == "chest-strap"
-    assert "heart rate has stayed high" in tachy["patient_message"]
+    assert "heart rate has stayed above 100 beats per minute" in tachy["patient_message"]
+    assert "resting" not in tachy["patient_message"]
     assert "heart rate has stayed above 100 beats per minute" in combined["patient_message"]
     assert "back below the alert level" in fever_clear["patient_message"]
 
@@ -112,7 +114,7 @@ def test_alert_events_and_state_use_the_documented_qos_retain_and_expiry(
         await hub.start()
         assert await hub.wait_connected(10)
         hub.on_connection_change("temp-patch", True)
-        await feed_crs_onset(hub, clock, until=1400)
+        await feed_crs_onset(hub, clock, until=1300)
         for _ in range(100):
             if hub.outbox.pending == 0:
                 break
@@ -127,7 +129,8 @@ def test_alert_events_and_state_use_the_documented_qos_retain_and_expiry(
         state = late.on("/alert/state")[-1]
         assert state.retain
         open_alerts = state.json()["open"]
-        # By t=1400 s the fever is confirmed; the heart rate has not been high for 10 min yet.
+        # By t=1300 s the fever is confirmed; the heart rate has not been high for 8 of the last
+        # 10 min yet (80 % of the window with a fever open).
         assert [a["kind"] for a in open_alerts] == ["fever"], open_alerts
         assert "Call the CAR-T team now" in open_alerts[0]["patient_message"]
         status = late.on("hub-test/status")[-1]

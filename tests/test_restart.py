@@ -18,6 +18,7 @@ from daemon.escalation import next_tier
 from daemon.hub import Hub
 from daemon.payloads import Tier
 from tests.support.faults import (
+    AFEBRILE_C,
     CareTeam,
     advance,
     base_config,
@@ -95,7 +96,7 @@ def test_open_alerts_and_pending_outbox_are_loaded_and_nothing_is_raised_again(
                 advance(hub, clock, 15)
         assert len(hub.store.journal()) == 4
         # The strap comes back and the fever goes: both alerts clear under their first ids.
-        feed_fever(hub, clock, minutes=20, core_c=36.8)
+        feed_fever(hub, clock, minutes=20, core_c=AFEBRILE_C)
         assert hub.tracked == {}
         assert await until(lambda: hub.outbox.pending == 0 and len(care_team.events()) >= 6, 10)
         await hub.stop()

@@ -16,7 +16,7 @@ import pytest
 from daemon.alerts import AlertKind, AlertState, AlertTransition, Severity
 from daemon.readings import Reading, Vital
 from daemon.rules import ClinicalRules
-from daemon.thresholds import FeverThresholds, Thresholds
+from daemon.thresholds import FeverThresholds, TachycardiaThresholds, Thresholds
 
 BASE = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 PATCH = "patch-1"
@@ -64,8 +64,15 @@ def journal(
     )
 
 
+# These tests predate the longer window for tachycardia alone (window_alone_s, 30 min by
+# default); they use one 600 s window throughout. tests/test_clinical_rules.py covers the new one.
+# Likewise they use the earlier 300 s fever confirmation window (now 120 s, or 2.5 intervals).
+SHORT_TACHYCARDIA = Thresholds(fever=FeverThresholds(confirm_window_s=300.0),
+                               tachycardia=TachycardiaThresholds(window_alone_s=600.0))
+
+
 def engine(thresholds: Thresholds | None = None) -> ClinicalRules:
-    return ClinicalRules(thresholds or Thresholds(), new_id=Ids())
+    return ClinicalRules(thresholds or SHORT_TACHYCARDIA, new_id=Ids())
 
 
 def feed(rules: ClinicalRules, readings: Iterable[Reading]) -> list[AlertTransition]:
@@ -184,7 +191,8 @@ def test_devices_above_the_band_at_raise_time_must_cool_too() -> None:
     # silent: it may be the hotter site, so patch-a cooling alone does not clear.
     readings = [temp(0, 37.9, device="patch-b"), temp(30, 37.9, device="patch-b")]
     readings += [temp(s, 38.6, device="patch-a") for s in every(10, 70)]
-    readings += [temp(s, 37.0, device="patch-a") for s in every(100, 3600)]
+    # (37.6, not lower: a fall of more than 1.0 °C at once is an implausible fall, never a clear)
+    readings += [temp(s, 37.6, device="patch-a") for s in every(100, 3600)]
     out = feed(rules, readings)
     assert states(out) == [(AlertKind.FEVER, AlertState.RAISED)]
     back = feed(rules, [temp(s, 37.0, device="patch-b") for s in every(3630, 4530)])
@@ -196,7 +204,7 @@ def test_a_device_last_seen_long_before_the_raise_does_not_hold_the_alert() -> N
     rules = engine()
     readings = [temp(0, 37.9, device="spare"), temp(30, 37.9, device="spare")]
     readings += [temp(s, 38.6, device="patch-a") for s in every(1000, 1060)]
-    readings += [temp(s, 37.0, device="patch-a") for s in every(1090, 2500)]
+    readings += [temp(s, 37.6, device="patch-a") for s in every(1090, 2500)]
     out = feed(rules, readings)
     assert states(out) == [
         (AlertKind.FEVER, AlertState.RAISED),
@@ -216,20 +224,21 @@ def raised_fever(rules: ClinicalRules) -> AlertTransition:
 def test_fever_clears_only_after_the_hold() -> None:
     rules = engine()
     raised = raised_fever(rules)
-    # 38.5 at 0/30/60 s, then 37.0 from 90 s: at 150 s the window holds 3 hot and 3 cool
-    # readings and its LOW median is 37.0 < 37.7, so the hold runs from 150 s to 1050 s.
-    assert feed(rules, [temp(s, 37.0) for s in every(90, 1020)]) == []
-    out = rules.observe(temp(1050, 37.0))
+    # 38.5 at 0/30/60 s, then 37.5 from 90 s (a quicker fall of more than 1.0 °C is
+    # implausible): at 150 s the window holds 3 hot and 3 cool readings and its LOW median is
+    # 37.5 < 37.7, so the hold runs from 150 s to 1050 s.
+    assert feed(rules, [temp(s, 37.5) for s in every(90, 1020)]) == []
+    out = rules.observe(temp(1050, 37.5))
     assert len(out) == 1
     cleared = out[0]
     assert cleared.state is AlertState.CLEARED
     assert cleared.alert_id == raised.alert_id
     assert cleared.kind is AlertKind.FEVER and cleared.severity is Severity.HIGH
     assert cleared.observed_at == at(1050) and cleared.raised_at == at(60)
-    assert cleared.value == 37.0
+    assert cleared.value == 37.5
     assert cleared.threshold == pytest.approx(37.7)
     assert rules.open_alerts() == []
-    assert feed(rules, [temp(s, 37.0) for s in every(1080, 4000)]) == []
+    assert feed(rules, [temp(s, 37.5) for s in every(1080, 4000)]) == []
 
 
 def test_value_inside_the_band_restarts_the_hold() -> None:
@@ -273,7 +282,7 @@ def test_a_febrile_device_keeps_the_alert_open_while_another_reads_normal() -> N
     assert states(out) == [(AlertKind.FEVER, AlertState.RAISED)]
     assert out[0].device == "patch-a"
     # patch-a reports again, cool: its own hold clears the alert.
-    cool = feed(rules, [temp(s, 37.0, device="patch-a") for s in every(15000, 16200)])
+    cool = feed(rules, [temp(s, 37.6, device="patch-a") for s in every(15000, 16200)])
     assert states(cool) == [(AlertKind.FEVER, AlertState.CLEARED)]
     assert cool[0].observed_at == at(15000 + 900)
 
@@ -281,9 +290,9 @@ def test_a_febrile_device_keeps_the_alert_open_while_another_reads_normal() -> N
 def test_every_device_that_ran_hot_during_the_alert_must_cool() -> None:
     rules = engine()
     a = [temp(s, 38.6, device="patch-a") for s in every(0, 570)]
-    a += [temp(s, 37.0, device="patch-a") for s in every(600, 4500)]  # cool from 750: held 1650
+    a += [temp(s, 37.6, device="patch-a") for s in every(600, 4500)]  # cool from 750: held 1650
     b = [temp(s + 7, 38.6, device="patch-b") for s in every(300, 3000)]  # joins after the raise
-    b += [temp(s + 7, 37.0, device="patch-b") for s in every(3030, 4500)]  # cool from 3187
+    b += [temp(s + 7, 37.6, device="patch-b") for s in every(3030, 4500)]  # cool from 3187
     out = feed(rules, a + b)
     assert states(out) == [
         (AlertKind.FEVER, AlertState.RAISED),
@@ -345,17 +354,30 @@ def raised_tachycardia(rules: ClinicalRules) -> AlertTransition:
     return out[0]
 
 
-def test_tachycardia_clears_after_hold_and_band_value_restarts_it() -> None:
+def test_tachycardia_clears_once_most_of_the_hold_is_below_the_band() -> None:
     rules = engine()
     raised = raised_tachycardia(rules)
-    # 90 bpm from 930; a 97 (inside 95..100) at 1110 restarts the hold at 1140.
-    readings = [hr(s, 90) for s in every(930, 1080)] + [hr(1110, 97)]
-    readings += [hr(s, 90) for s in every(1140, 1410)]
+    # 90 bpm from 930, one 97 (inside 95..100) at 1110: a lone value in the band does not
+    # restart the hold. At 1170 the 300 s window (870, 1170] holds 900 (110), six 90s, the 97
+    # and two 90s: 8 of 10 below 95 = min_fraction 0.8, so it clears; at 1140 it was 7 of 10.
+    readings = [hr(s, 90) for s in every(930, 1080)] + [hr(1110, 97), hr(1140, 90)]
     assert feed(rules, readings) == []
-    out = rules.observe(hr(1440, 90))
+    out = rules.observe(hr(1170, 90))
     assert states(out) == [(AlertKind.TACHYCARDIA, AlertState.CLEARED)]
     assert out[0].alert_id == raised.alert_id
-    assert (out[0].value, out[0].threshold) == (90, 95)
+    # value: the mean over the hold window, (110 + 8 * 90 + 97) / 10 = 92.7
+    assert (out[0].value, out[0].threshold) == (93, 95)
+
+
+def test_a_run_in_the_band_restarts_the_tachycardia_hold() -> None:
+    rules = engine()
+    raised_tachycardia(rules)
+    # Seven readings at 97 (1110-1290): the window (t-300, t] holds at most two of them, and so
+    # 8 of 10 below 95, only from t = 1530.
+    readings = [hr(s, 90) for s in every(930, 1080)] + [hr(s, 97) for s in every(1110, 1290)]
+    readings += [hr(s, 90) for s in every(1320, 1500)]
+    assert feed(rules, readings) == []
+    assert states(rules.observe(hr(1530, 90))) == [(AlertKind.TACHYCARDIA, AlertState.CLEARED)]
 
 
 def test_contact_loss_during_clear_hold_restarts_it() -> None:
@@ -455,7 +477,7 @@ def test_restore_round_trip_keeps_a_febrile_alert_open_without_a_new_raise() -> 
     assert feed(after, [temp(s, 38.5) for s in every(600, 2400)]) == []
     assert after.open_alerts() == [raised]
     # Then it clears through the normal hysteresis, under the same id.
-    out = feed(after, [temp(s, 37.0) for s in every(2430, 3600)])
+    out = feed(after, [temp(s, 37.5) for s in every(2430, 3600)])
     assert states(out) == [(AlertKind.FEVER, AlertState.CLEARED)]
     assert out[0].alert_id == raised.alert_id
     assert out[0].observed_at == at(2430 + 150 + 900)

@@ -29,7 +29,9 @@ FAST = Thresholds(
     fever=FeverThresholds(
         confirm_window_s=120, confirm_min_samples=2, confirm_min_span_s=30, clear_hold_s=300
     ),
-    tachycardia=TachycardiaThresholds(window_s=120, max_gap_s=40, clear_hold_s=150),
+    tachycardia=TachycardiaThresholds(
+        window_s=120, window_alone_s=120, max_gap_s=40, clear_hold_s=150
+    ),
 )
 FEVER_KINDS = {AlertKind.FEVER, AlertKind.HIGH_FEVER, AlertKind.FEVER_TACHYCARDIA}
 
@@ -131,23 +133,34 @@ def fever_oracle(readings: Sequence[Reading], t: FeverThresholds) -> tuple[int, 
 
 
 def tachycardia_oracle(readings: Sequence[Reading], t: TachycardiaThresholds) -> int | None:
-    """Index of the first reading ending a >= window_s run of good, fast, gapless readings."""
-
-    def good(r: Reading) -> bool:
-        return r.sensor_contact is not False and r.value > t.threshold_bpm
-
-    for i in range(len(readings)):
-        for j in range(i, -1, -1):
-            if not good(readings[j]):
-                break
-            if (
-                j < i
-                and (readings[j + 1].observed_at - readings[j].observed_at).total_seconds()
-                > t.max_gap_s
-            ):
-                break
-            if (readings[i].observed_at - readings[j].observed_at).total_seconds() >= t.window_s:
-                return i
+    """Index of the first reading at which, with no fever open, a run of readings with contact
+    and no gap > max_gap_s has lasted >= window_alone_s, >= min_fraction of its readings in
+    the last window_alone_s are above the threshold, and most of that window's first and last
+    60 s."""
+    window = t.window_alone_s
+    run_start: datetime | None = None
+    previous: Reading | None = None
+    for i, r in enumerate(readings):
+        gap = previous is not None and (
+            (r.observed_at - previous.observed_at).total_seconds() > t.max_gap_s
+        )
+        previous = r
+        if r.sensor_contact is False or gap:
+            run_start = None
+        if r.sensor_contact is False:
+            continue
+        run_start = run_start or r.observed_at
+        if (r.observed_at - run_start).total_seconds() < window:
+            continue
+        horizon = r.observed_at - timedelta(seconds=window)
+        recent = [x for x in readings[: i + 1]
+                  if x.observed_at > horizon and x.sensor_contact is not False]
+        head = [x for x in recent if x.observed_at <= horizon + timedelta(seconds=60)]
+        tail = [x for x in recent if x.observed_at > r.observed_at - timedelta(seconds=60)]
+        if (sum(x.value > t.threshold_bpm for x in recent) >= t.min_fraction * len(recent)
+                and 2 * sum(x.value > t.threshold_bpm for x in head) > len(head)
+                and 2 * sum(x.value > t.threshold_bpm for x in tail) > len(tail)):
+            return i
     return None
 
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from daemon.readings import Reading, Vital
 from daemon.store import JournalEntry, OutboundMessage, Store
@@ -17,6 +19,143 @@ def test_store_uses_wal_and_full_sync(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite3")
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store._db.execute("PRAGMA page_size").fetchone()[0] == 1024
+    assert store._db.execute("PRAGMA secure_delete").fetchone()[0] == 2  # FAST
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def synchronous_of_each_commit(store: Store) -> list[tuple[str, set[str]]]:
+    """Trace (synchronous level, tables written) of every transaction from now on."""
+    seen: list[tuple[str, set[str]]] = []
+    state: dict[str, Any] = {"sync": "", "tables": set()}
+
+    def trace(sql: str) -> None:
+        words = sql.replace("(", " ").split()
+        text = " ".join(words).upper()
+        if text.startswith("PRAGMA SYNCHRONOUS="):
+            state["sync"] = text.split("=", 1)[1]
+        elif text.startswith(("INSERT", "DELETE")):
+            upper = [w.upper() for w in words]
+            key = "INTO" if "INTO" in upper else "FROM"
+            state["tables"].add(words[upper.index(key) + 1])
+        elif text == "COMMIT":
+            seen.append((state["sync"], state["tables"]))
+            state["tables"] = set()
+
+    store._db.set_trace_callback(trace)
+    return seen
+
+
+def test_alerts_and_outbox_inserts_commit_with_full_sync_readings_lazily(tmp_path: Path) -> None:
+    clock = Clock()
+    store = Store(tmp_path / "s.sqlite3", monotonic=clock)
+    commits = synchronous_of_each_commit(store)
+    store.record_transition(entry("a1", "e1", "raised", T0), [OutboundMessage("t/e", b"e")])
+    store.enqueue(OutboundMessage("t/s", b"s", 1, True), T0)
+    store.add_readings([Reading("strap", Vital.HEART_RATE, 70.0, T0)])
+    clock.t = 60.0
+    store.flush()
+    assert commits == [("FULL", {"journal", "outbox"}), ("FULL", {"outbox"}),
+                       ("NORMAL", {"series", "raw_readings"})]
+
+
+def test_readings_commit_in_batches_on_the_monotonic_clock(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    clock = Clock()
+    store = Store(path, monotonic=clock)
+    on_disk = sqlite3.connect(path)
+
+    def committed() -> int:
+        return int(on_disk.execute("SELECT COUNT(*) FROM raw_readings").fetchone()[0])
+
+    for i in range(59):
+        clock.t = float(i)
+        store.add_readings([Reading("strap", Vital.HEART_RATE, 70.0, T0 + timedelta(seconds=i))])
+        store.flush()
+    assert committed() == 0 and store.buffered_readings == 59
+    clock.t = 60.0
+    store.flush()
+    assert committed() == 59 and store.buffered_readings == 0
+    store.add_readings([Reading("strap", Vital.HEART_RATE, 71.0, T0 + timedelta(seconds=60))])
+    assert committed() == 59
+    store.flush(force=True)
+    assert committed() == 60
+
+
+def test_a_crash_loses_at_most_the_uncommitted_batch_never_an_alert(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    clock = Clock()
+    store = Store(path, monotonic=clock)
+    store.add_readings([Reading("strap", Vital.HEART_RATE, 70.0, T0)])
+    clock.t = 61.0
+    store.add_readings([Reading("strap", Vital.HEART_RATE, 71.0, T0 + timedelta(seconds=61))])
+    store.add_readings([Reading("strap", Vital.HEART_RATE, 72.0, T0 + timedelta(seconds=62))])
+    store.record_transition(entry("a1", "e1", "raised", T0), [OutboundMessage("t/e", b"e")])
+    store._db.close()  # no clean shutdown
+    reopened = Store(path)
+    # The first add_readings after 60 s committed the batch it completed; the last is lost.
+    assert reopened.count_readings() == (2, 0)
+    assert [r.message.payload for r in reopened.pending()] == [b"e"]
+
+
+def test_acknowledged_rows_leave_pending_at_once_and_disk_with_the_next_commit(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    first = store.enqueue(OutboundMessage("t/e", b"one"), T0)
+    store.delete_outbox(first)
+    assert store.pending() == [] and store.outbox_count() == 0
+    on_disk = sqlite3.connect(path)
+    assert on_disk.execute("SELECT seq FROM outbox").fetchall() == [(first,)]
+    second = store.enqueue(OutboundMessage("t/e", b"two"), T0)
+    assert second > first  # never reused, although the highest row is gone
+    assert on_disk.execute("SELECT seq FROM outbox").fetchall() == [(second,)]
+    store.delete_outbox(second)
+    store.close()
+    assert on_disk.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
+def test_an_acknowledged_row_not_yet_deleted_is_republished_after_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    seq = store.enqueue(OutboundMessage("t/e", b"one"), T0)
+    store.delete_outbox(seq)
+    store._db.close()  # crash: the delete never reached the disk
+    assert [r.message.payload for r in Store(path).pending()] == [b"one"]  # a duplicate, not a loss
+
+
+def test_a_database_from_before_the_write_budget_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE readings (ts REAL NOT NULL, device TEXT NOT NULL, vital TEXT NOT NULL,
+                               value REAL NOT NULL);
+        CREATE INDEX readings_ts ON readings (ts);
+        CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+            payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
+            created_at REAL NOT NULL, expires_at REAL);
+        CREATE INDEX outbox_topic ON outbox (topic);
+    """)
+    old.executemany("INSERT INTO readings VALUES (?, ?, ?, ?)",
+                    [(T0.timestamp() + i, "strap", "heart_rate", 70.0 + i) for i in range(5)])
+    old.execute("INSERT INTO outbox VALUES (7, 't/e', x'65', 1, 0, 0, NULL)")
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.count_readings() == (5, 0)
+    assert [(r.seq, r.message.payload) for r in store.pending()] == [(7, b"e")]
+    assert store.enqueue(OutboundMessage("t/e", b"f"), T0) == 8
+    tables = {n for (n,) in store._db.execute("SELECT name FROM sqlite_master")}
+    assert "readings" not in tables and "outbox_topic" not in tables
+    assert "sqlite_sequence" not in tables or store._db.execute(
+        "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0] == 0
 
 
 def test_transition_and_its_messages_survive_a_reopen(tmp_path: Path) -> None:
@@ -80,3 +219,15 @@ def test_readings_are_batched_and_compacted_into_minutes(tmp_path: Path) -> None
     assert (mean, lo, hi, n) == (60.5, 60.0, 61.0, 60)
     store.compact_readings(T0 + timedelta(days=40), 48 * 3600, 35 * 86400)
     assert store.count_readings() == (0, 0)
+
+
+def test_enqueue_many_is_one_durable_commit_with_the_same_coalescing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    old = store.enqueue(OutboundMessage("t/a", b"old", 1, True), T0)
+    commits = synchronous_of_each_commit(store)
+    seqs = store.enqueue_many([OutboundMessage("t/a", b"a", 1, True),
+                               OutboundMessage("t/b", b"b", 1, True),
+                               OutboundMessage("t/e", b"e")], T0)
+    assert commits == [("FULL", {"outbox"})]
+    assert seqs == [old + 1, old + 2, old + 3]
+    assert [r.message.payload for r in store.pending()] == [b"a", b"b", b"e"]

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from daemon.alerts import AlertKind, AlertState, AlertTransition, Severity
 from daemon.readings import Reading, Vital
-from daemon.technical_alarms import TechnicalAlarms
+from daemon.technical_alarms import TechnicalAlarms, alarm_key
 from daemon.thresholds import HubHealthThresholds, StaleDataThresholds, Thresholds
 
 BASE = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -95,7 +95,8 @@ def test_fresh_reading_clears_no_data() -> None:
     [raised] = tech.tick(at(600))
     [cleared] = tech.observe(reading(700))
     assert (cleared.state, cleared.alert_id) == (AlertState.CLEARED, raised.alert_id)
-    assert (cleared.value, cleared.threshold, cleared.observed_at) == (0, 600, at(700))
+    # value: how long the wearable alarm was open; no threshold (every condition must go).
+    assert (cleared.value, cleared.threshold, cleared.observed_at) == (100, None, at(700))
     assert tech.open_alerts() == []
 
 
@@ -135,11 +136,13 @@ def test_readings_without_contact_are_not_fresh_data() -> None:
     for s in range(0, 301, 30):
         out += tech.observe(reading(s, Vital.HEART_RATE, 0, STRAP, contact=False))
         out += tech.tick(at(s))
+    # One condition, one alarm: contact lost at 120 s escalates to no data at 300 s.
     assert summary(out) == [
-        (AlertKind.SENSOR_CONTACT_LOST, AlertState.RAISED, STRAP),  # at 120 s
-        (AlertKind.NO_DATA, AlertState.RAISED, STRAP),  # at 300 s
+        (AlertKind.SENSOR_CONTACT_LOST, AlertState.RAISED, STRAP),
+        (AlertKind.NO_DATA, AlertState.SEVERITY_CHANGED, STRAP),
     ]
     assert [t.observed_at for t in out] == [at(120), at(300)]
+    assert out[0].alert_id == out[1].alert_id
 
 
 def test_device_with_two_vitals_raises_severity_when_temperature_goes_stale() -> None:
@@ -199,7 +202,7 @@ def test_contact_lost_raises_after_its_delay_and_a_reading_with_contact_clears()
     assert (cleared.state, cleared.alert_id, cleared.value) == (
         AlertState.CLEARED,
         raised.alert_id,
-        200,
+        80,  # open from 120 to 200 s
     )
 
 
@@ -239,7 +242,7 @@ def test_disconnected_raises_after_its_delay_and_reconnect_clears() -> None:
     assert (cleared.state, cleared.alert_id, cleared.value) == (
         AlertState.CLEARED,
         raised.alert_id,
-        400,
+        100,  # open from 300 to 400 s
     )
 
 
@@ -430,7 +433,9 @@ def test_lifecycle_and_delays_under_any_input_sequence(steps: list[tuple[int, An
     last_fresh = {PATCH: at(0), STRAP: at(0)}
     limit = {PATCH: stale.temperature_s, STRAP: stale.heart_rate_s}
     latest: dict[str, AlertTransition] = {}
-    open_by_key: dict[tuple[AlertKind, str | None], str] = {}
+    open_by_key: dict[tuple[str, str | None], str] = {}
+    disconnected = {PATCH: False, STRAP: False}
+    absent = {PATCH: False, STRAP: False}
     cleared: set[str] = set()
     t = 0
     for dt, op in steps:
@@ -441,18 +446,22 @@ def test_lifecycle_and_delays_under_any_input_sequence(steps: list[tuple[int, An
                 out = tech.tick(now)
             case ("temp", contact):
                 out = tech.observe(reading(t, Vital.TEMPERATURE, 37.0, PATCH, contact))
+                absent[PATCH] = contact is False
                 if contact is not False:
                     last_fresh[PATCH] = now
             case ("hr", contact):
                 out = tech.observe(reading(t, Vital.HEART_RATE, 70, STRAP, contact))
+                absent[STRAP] = contact is False
                 if contact is not False:
                     last_fresh[STRAP] = now
             case ("battery", level):
                 out = tech.observe(reading(t, Vital.BATTERY, level, PATCH))
             case ("contact_lost", device):
                 out = tech.contact_lost(device, now)
+                absent[device] = True
             case ("connection", device, connected):
                 out = tech.connection_changed(device, connected, now)
+                disconnected[device] = not connected
             case ("adapter", reason):
                 out = tech.adapter_problem(reason, now)
             case ("hub", pending, free):
@@ -460,7 +469,8 @@ def test_lifecycle_and_delays_under_any_input_sequence(steps: list[tuple[int, An
             case _:
                 raise AssertionError(op)
         for tr in out:
-            key = (tr.kind, tr.device)
+            key = alarm_key(tr)
+            assert key is not None
             assert tr.alert_id not in cleared, "transition after CLEARED"
             assert tr.observed_at == now
             if tr.state is AlertState.RAISED:
@@ -479,11 +489,12 @@ def test_lifecycle_and_delays_under_any_input_sequence(steps: list[tuple[int, An
                     del open_by_key[key]
             latest[tr.alert_id] = tr
         assert {x.alert_id for x in tech.open_alerts()} == set(open_by_key.values())
-        # Stale data is never missed once a tick has looked, and fresh data always clears it.
+        # Stale data is never missed once a tick has looked, and fresh data clears the one
+        # wearable alarm once the wearable is also connected and in contact.
         for device in (PATCH, STRAP):
             stale_now = (now - last_fresh[device]).total_seconds() >= limit[device]
-            no_data_open = (AlertKind.NO_DATA, device) in open_by_key
+            wearable_open = ("wearable", device) in open_by_key
             if op == ("tick",) and stale_now:
-                assert no_data_open
-            if last_fresh[device] == now:
-                assert not no_data_open
+                assert wearable_open
+            if last_fresh[device] == now and not disconnected[device] and not absent[device]:
+                assert not wearable_open

@@ -40,6 +40,9 @@ def subscriptions(config: ConsoleConfig) -> list[tuple[str, int]]:
     return subs
 
 
+MAX_INPUT_BYTES = 256 * 1024
+
+
 def ack_topic(prefix: str, hub_id: str, patient_id: str, username: str) -> str:
     """The acknowledgement identity contract (docs/care-team.md)."""
     return f"{prefix}/{hub_id}/{patient_id}/alert/ack/{username}"
@@ -51,14 +54,14 @@ def console_link(config: ConsoleConfig, on_message: Callable[[IncomingMessage], 
     expiry (the web console); otherwise a throw-away clean session (--watch, which must not
     take the console's session over)."""
     settings = config.console
-    if persistent and settings.session_expiry_s:
-        return MqttLink(config.mqtt, settings.client_id,
-                        callbacks=LinkCallbacks(message=on_message),
-                        subscriptions=subscriptions(config),
-                        session_expiry_s=settings.session_expiry_s)
-    return MqttLink(config.mqtt, f"{settings.client_id}-watch-{secrets.token_hex(3)}",
-                    callbacks=LinkCallbacks(message=on_message),
-                    subscriptions=subscriptions(config))
+    persistent = persistent and settings.session_expiry_s > 0
+    return MqttLink(
+        config.mqtt,
+        settings.client_id if persistent else f"{settings.client_id}-{secrets.token_hex(3)}",
+        callbacks=LinkCallbacks(message=on_message), subscriptions=subscriptions(config),
+        session_expiry_s=settings.session_expiry_s if persistent else None,
+        # A retained alert state lists every open alert with its patient message: several kB.
+        max_input_bytes=MAX_INPUT_BYTES)
 
 
 @dataclass

@@ -36,7 +36,14 @@ RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 
-SESSION_KEY = web.RequestKey("session", Session)
+# A plain string key: web.RequestKey needs a newer aiohttp than the >= 3.9 this project allows.
+SESSION_KEY = "crs_console_session"
+
+
+def _session(request: web.Request) -> Session:
+    session = request[SESSION_KEY]
+    assert isinstance(session, Session)
+    return session
 FREE_FAILURES = 5
 NEXT_PAGE = re.compile(r"/(patient/[a-z0-9-]+/[a-z0-9-]+)?")
 
@@ -128,7 +135,7 @@ class ConsoleWeb:
             if request.method == "POST":
                 raise web.HTTPForbidden(text="session expired: log in again")
             raise web.HTTPSeeOther("/login")
-        request[SESSION_KEY] = session
+        request[SESSION_KEY] = session  # read back by _session()
         if request.method == "POST":
             form = await request.post()
             token = form.get("csrf")
@@ -146,7 +153,7 @@ class ConsoleWeb:
         return team.id
 
     def _base(self, request: web.Request) -> dict[str, Any]:
-        session = request[SESSION_KEY]
+        session = _session(request)
         return {"user": session.username, "csrf": session.csrf, "team": self._team(session),
                 "now": self.console.clock()}
 
@@ -202,7 +209,7 @@ class ConsoleWeb:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        session = request[SESSION_KEY]
+        session = _session(request)
         self.sessions.close(session.token)
         if session.username not in self.sessions.users():
             await self.nurses.close(session.username)
@@ -227,7 +234,7 @@ class ConsoleWeb:
     def _patient_or_404(self, request: web.Request, hub_id: str, patient_id: str) -> Any:
         patient = self.console.ward.patient(hub_id, patient_id)
         # Another team's patient looks exactly like one that does not exist.
-        if patient is None or patient.team != self._team(request[SESSION_KEY]):
+        if patient is None or patient.team != self._team(_session(request)):
             raise web.HTTPNotFound(text="no such patient in your team")
         return patient
 
@@ -254,7 +261,7 @@ class ConsoleWeb:
             message=request.query.get("msg"), **base)
 
     async def ack(self, request: web.Request) -> web.StreamResponse:
-        session = request[SESSION_KEY]
+        session = _session(request)
         form = await request.post()
         fields = {k: form.get(k) for k in ("hub", "patient", "alert_id", "note", "next")}
         if not all(isinstance(fields[k], str) for k in ("hub", "patient", "alert_id")):

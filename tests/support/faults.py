@@ -190,8 +190,10 @@ class CareTeam:
     # acks
     def ack(self, alert_id: str, *, topic: str, actor: str | None = None,
             correlation: bytes | None = None) -> None:
-        payload = json.dumps({"alert_id": alert_id, "actor": actor or self.actor}).encode()
-        self.send_ack_payload(payload, topic=topic, correlation=correlation)
+        """Ack as ``actor`` (default: this care team's login) on the ack topic ``topic``/<actor>."""
+        actor = actor or self.actor
+        payload = json.dumps({"alert_id": alert_id, "actor": actor}).encode()
+        self.send_ack_payload(payload, topic=f"{topic}/{actor}", correlation=correlation)
 
     def send_ack_payload(self, payload: bytes, *, topic: str,
                          correlation: bytes | None = None) -> None:
@@ -351,6 +353,12 @@ def feed_heart_rate(hub: Hub, device: str, bpm: int) -> None:
 def advance(hub: Hub, clock: FakeClock, seconds: float) -> None:
     clock.now += timedelta(seconds=seconds)
     hub.tick()
+
+
+# A temperature after a fever that clears it: below the 37.7 °C band, and within 1.0 °C of the
+# 38.6 °C fevers these tests raise. A jump straight down to 36.8 °C is faster than any fever
+# breaks: the rules treat it as a patch coming off (IMPLAUSIBLE_FALL), never a clear.
+AFEBRILE_C = 37.65
 
 
 def feed_fever(hub: Hub, clock: FakeClock, *, minutes: int, core_c: float = 38.6,

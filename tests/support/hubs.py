@@ -30,6 +30,8 @@ def hub_config(data_dir: Path, port: int, **sections: dict[str, Any]) -> Config:
         "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_max_s": 1},
         "escalation": {"enabled": False},
         "vitals": {"publish": False},
+        "status_page": {"enabled": False},
+        "annunciator": {"enabled": False},
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
