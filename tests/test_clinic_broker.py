@@ -120,6 +120,7 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clinic]:
     clinic = Clinic(broker, admin, [])
     try:
         clinic.run("setup.sh", password=None)
+        clinic.run("setup.sh", password=None)  # again: idempotent
         clinic.run("add-console.sh", "console-1")
         # nurse-ana joins team-a before its first hub, nurse-cleo after it: both get the ack
         # rights for hub-a's patient.
@@ -154,7 +155,8 @@ def test_patient_app_publishes_nothing_under_any_hubs_tree(clinic: Clinic) -> No
     for target in (t("hub-a", "p-a", "alert/event"), t("hub-a", "p-a", "alert/state"),
                    t("hub-a", "p-a", "alert/ack/p-a"), t("hub-a", "p-a", "alert/ack"),
                    t("hub-a", "p-a", "vitals"), "crs/v1/hub-a/status",
-                   t("hub-b", "p-b", "alert/event"), "crs/v1/p-a/status", "crs/v1/p-a/x/alert/event"):
+                   t("hub-a", "p-a", "alert/receipt"), t("hub-b", "p-b", "alert/event"),
+                   "crs/v1/p-a/status", "crs/v1/p-a/x/alert/event"):
         assert app.publish(target) == NOT_AUTHORIZED, target
     # It reads its own alerts, and nothing of another patient's.
     assert ok(app.subscribe(t("hub-a", "p-a", "alert/event")))
@@ -211,13 +213,20 @@ def test_forged_actor_is_refused_by_the_broker(clinic: Clinic) -> None:
                    t("hub-a", "p-a", "alert/ack/response"),
                    t("hub-b", "p-b", "alert/ack/nurse-ana")):  # not her team's patient
         assert ana.publish(forged, b"forged") == NOT_AUTHORIZED, forged
-    console = clinic.connected("console-1")  # the console itself acknowledges as nobody
+    console = clinic.connected("console-1")  # the console itself acknowledges as nobody...
     assert console.publish(t("hub-a", "p-a", "alert/ack/nurse-ana")) == NOT_AUTHORIZED
+    for other in (t("hub-a", "p-a", "alert/event"), "crs/v1/hub-a/status"):
+        assert console.publish(other) == NOT_AUTHORIZED, other
+    # ...and writes only delivery receipts, which the hub reads; a nurse writes none.
+    assert ok(hub.subscribe(t("hub-a", "p-a", "alert/receipt")))
+    assert ok(console.publish(t("hub-a", "p-a", "alert/receipt"), b'{"event_id":"e1"}'))
+    assert ana.publish(t("hub-a", "p-a", "alert/receipt")) == NOT_AUTHORIZED
     sentinel = t("hub-a", "p-a", "alert/ack/nurse-ana")
     assert ok(ana.publish(sentinel, b"last"))
     got = hub.received(until_topic=t("hub-a", "p-a", "alert/ack/nurse-cleo"))
     got += hub.received(until_topic=sentinel)
-    assert [p for _, p in got] == [b'{"actor":"nurse-ana"}', b'{"actor":"nurse-cleo"}', b"last"]
+    assert [p for _, p in got] == [b'{"actor":"nurse-ana"}', b'{"actor":"nurse-cleo"}',
+                                   b'{"event_id":"e1"}', b"last"]
 
 
 def test_dynsec_in_this_mosquitto_matches_percent_u_literally(clinic: Clinic) -> None:

@@ -130,14 +130,15 @@ def start_console(config: Path, *extra: str) -> ConsoleProcess:
 
 
 class AckSubscriber:
-    """A real MQTT subscriber on every ack topic: what a hub would receive."""
+    """A real MQTT subscriber on every ack (or receipt) topic: what a hub would receive."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, topic: str = "crs/v1/+/+/alert/ack/#") -> None:
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ack-listener",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"listener-{topic.rsplit('/', 2)[-2]}",
                                   protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_connect = lambda c, *a: c.subscribe("crs/v1/+/+/alert/ack/#", qos=1)
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append(
             (m.topic, json.loads(m.payload)))
@@ -325,6 +326,7 @@ def test_duplicate_event_is_shown_once_and_history_and_chart_render(ward: Ward) 
 
     hub = ward.hubs[1]
     high = ward.alerts["high"]
+    receipts = AckSubscriber(ward.broker.port, "crs/v1/+/+/alert/receipt")
     with chromium() as driver:
         login(driver, ward.console.url)
         driver.get(f"{ward.console.url}patient/{hub_id(1)}/{patient_id(1)}")
@@ -343,6 +345,12 @@ def test_duplicate_event_is_shown_once_and_history_and_chart_render(ward: Ward) 
             return driver.find_elements(By.CSS_SELECTOR, f'tr[data-event="{repeated.event_id}"]')
         assert reload_until(driver, lambda: escalated_rows())
         assert len(escalated_rows()) == 1
+        # Shown once, confirmed for each delivery (docs/delivery.md: duplicates included), by
+        # the console's MQTT username, on the patient's receipt topic.
+        expected = (f"crs/v1/{hub_id(1)}/{patient_id(1)}/alert/receipt",
+                    {"event_id": repeated.event_id, "consumer": "console-1"})
+        assert until(lambda: receipts.messages.count(expected) == 2, 10), receipts.messages
+        receipts.close()
         states = [row.text for row in driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
         assert len(states) == 1 and "escalated" in states[0], states
         def points() -> int:
@@ -423,6 +431,7 @@ def test_watch_prints_each_alert_once_and_acks_by_id(mosquitto: Mosquitto, tmp_p
     config = write_config(tmp_path, mosquitto.port, hubs=6)
     watch = start_console(config, "--watch")
     hub = SimHub(mosquitto.port, hub_id(0), patient_id(0)).start()
+    receipts = AckSubscriber(mosquitto.port, "crs/v1/+/+/alert/receipt")
     try:
         alert = None
 
@@ -442,7 +451,11 @@ def test_watch_prints_each_alert_once_and_acks_by_id(mosquitto: Mosquitto, tmp_p
         lines = [line for line in watch.output if alert.alert_id in line]
         assert [line.split()[1] for line in lines] == ["HIGH", "HIGH", "ACK"], lines
         assert "escalated" in lines[1]
+        # Printed means shown: each delivery is confirmed, the duplicate too.
+        assert until(lambda: [m["event_id"] for _, m in receipts.messages].count(
+            again.event_id) == 2), receipts.messages
     finally:
+        receipts.close()
         hub.stop()
         watch.stop()
 

@@ -231,8 +231,12 @@ def test_parse_message_checks_topic_against_payload() -> None:
     assert parsed is not None and parsed.kind == "alert_event"
     with pytest.raises(MalformedMessage, match="differ from the topic"):
         parse_message("crs/v1", "crs/v1/hub-2/p-1/alert/event", payload)
-    with pytest.raises(MalformedMessage, match="not JSON"):
+    with pytest.raises(MalformedMessage, match="not_json"):
         parse_message("crs/v1", "crs/v1/hub-1/status", b"{nope")
+    with pytest.raises(MalformedMessage, match="too_deep"):  # json.loads would recurse
+        parse_message("crs/v1", "crs/v1/hub-1/status", b"[" * 100_000)
+    with pytest.raises(MalformedMessage, match="too_large"):
+        parse_message("crs/v1", "crs/v1/hub-1/p-1/vitals", b" " * (300 * 1024))
     with pytest.raises(MalformedMessage, match="severity"):
         parse_message("crs/v1", "crs/v1/hub-1/p-1/alert/event",
                       payload.replace(b'"high"', b'"dire"'))

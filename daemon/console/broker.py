@@ -16,9 +16,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from daemon.config import MqttSettings
 from daemon.console.config import ConsoleConfig
+from daemon.console.service import LIMITS
 from daemon.mqtt_link import IncomingMessage, LinkCallbacks, MqttLink
+from daemon.payloads import AlertEvent
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,33 @@ def subscriptions(config: ConsoleConfig) -> list[tuple[str, int]]:
     return subs
 
 
-MAX_INPUT_BYTES = 256 * 1024
+MAX_INPUT_BYTES = LIMITS.max_bytes
+
+
+class DeliveryReceipt(BaseModel):
+    """``{"event_id", "consumer"}`` on ``.../alert/receipt`` (docs/delivery.md): this console
+    has shown that alert event. ``consumer`` is the console's MQTT username, a pseudonym."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_id: str = Field(min_length=1, max_length=64)
+    consumer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+def receipt_topic(prefix: str, hub_id: str, patient_id: str) -> str:
+    return f"{prefix}/{hub_id}/{patient_id}/alert/receipt"
+
+
+def receipt_sender(config: ConsoleConfig, link: MqttLink) -> Callable[[AlertEvent], None]:
+    """Confirms each alert event shown, duplicates included (cheap and idempotent). QoS 1; paho
+    keeps it while the link is down and sends it on reconnect."""
+    consumer = config.mqtt.username or config.console.client_id
+
+    def send(event: AlertEvent) -> None:
+        receipt = DeliveryReceipt(event_id=event.event_id, consumer=consumer)
+        link.publish(receipt_topic(config.mqtt.topic_prefix, event.hub_id, event.patient_id),
+                     receipt.model_dump_json().encode(), qos=1)
+
+    return send
 
 
 def ack_topic(prefix: str, hub_id: str, patient_id: str, username: str) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC
 from aiohttp import web
 
 from daemon.config import ConfigError
-from daemon.console.broker import NurseLinks, console_link
+from daemon.console.broker import NurseLinks, console_link, receipt_sender
 from daemon.console.config import ConsoleConfig, load_console_config
 from daemon.console.credentials import hash_password
 from daemon.console.history import History
@@ -111,14 +111,15 @@ async def watch(config: ConsoleConfig) -> int:
         if parsed is None or not isinstance(parsed.model, AlertEvent):
             return
         event = parsed.model
-        if event.event_id in seen:
-            return
-        seen[event.event_id] = None
-        if len(seen) > 100_000:
-            del seen[next(iter(seen))]
-        print(event_line(event), flush=True)
+        if event.event_id not in seen:
+            seen[event.event_id] = None
+            if len(seen) > 100_000:
+                del seen[next(iter(seen))]
+            print(event_line(event), flush=True)
+        send_receipt(event)  # printed: shown (duplicates confirmed again, docs/delivery.md)
 
     link = console_link(config, on_message, persistent=False)
+    send_receipt = receipt_sender(config, link)
     link.start()
     try:
         await _until_signal()
@@ -133,6 +134,7 @@ async def serve(config: ConsoleConfig) -> int:
     site_web = ConsoleWeb(console, nurses)
     link = console_link(config, console.on_message)
     console.link = link
+    console.shown = receipt_sender(config, link)
     link.start()
     runner = web.AppRunner(site_web.app, access_log=None)
     await runner.setup()

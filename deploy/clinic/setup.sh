@@ -14,12 +14,14 @@ DYNSEC_TOLERATE='ACL not found' dynsec "$(jq -cn '[
     {command:"removeRoleACL", rolename:"admin", acltype:"subscribePattern", topic:"#"}]')" \
     >/dev/null
 
-# The console reads status, alerts, wearable status and vitals of every hub and publishes
-# nothing: acknowledgements go out over each nurse's own login (docs/care-team.md).
+# The console reads status, alerts, wearable status and vitals of every hub and publishes only
+# delivery receipts (docs/delivery.md): acknowledgements go out over each nurse's own login
+# (docs/care-team.md).
 if ! role_exists console; then
-    acls=$(read_acls "$PREFIX/+/status" "$PREFIX/+/bridge/state" "$PREFIX/+/+/alert/event" \
-        "$PREFIX/+/+/alert/state" "$PREFIX/+/+/device/+/status" "$PREFIX/+/+/vitals")
-    dynsec "$(jq -cn --argjson a "$acls" '[{command:"createRole", rolename:"console", acls:$a}]')" \
-        >/dev/null
+    dynsec '[{"command":"createRole","rolename":"console"}]' >/dev/null
 fi
+acls=$(read_acls "$PREFIX/+/status" "$PREFIX/+/bridge/state" "$PREFIX/+/+/alert/event" \
+    "$PREFIX/+/+/alert/state" "$PREFIX/+/+/device/+/status" "$PREFIX/+/+/vitals" \
+    | jq -c --argjson r "$(acl publishClientSend "$PREFIX/+/+/alert/receipt")" '. + [$r]')
+DYNSEC_TOLERATE='already exists' add_role_acls console "$acls"
 echo "setup: default deny, admin reads nothing, role console ready"
