@@ -1,7 +1,7 @@
 """Console scale: 1,000 hubs to one ``crs-hub console``: its memory and its page time.
 
 What is real: the console is the real process (``python -m daemon.cli console``) with its
-config, SQLite history, MQTT subscriptions (five filters per patient, explicit, as in
+config, SQLite history, MQTT subscriptions (four filters per patient and one per hub, as in
 production) and aiohttp web server, on a real mosquitto. One team holds all N patients and one
 nurse logs in over HTTP (scrypt check, session cookie), so the ward page lists all N rows.
 
