@@ -262,11 +262,24 @@ def test_scripts_refuse_bad_ids_duplicates_and_missing_passwords(clinic: Clinic)
 def test_retired_identities_lose_login_and_rights(clinic: Clinic) -> None:
     clinic.run("add-hub.sh", "hub-x", "p-x", "team-a")
     clinic.run("add-nurse.sh", "nurse-dan", "team-a")
+    hub_x = clinic.connected("hub-x")
+    assert ok(hub_x.publish("crs/v1/hub-x/status", b"last words", retain=True))
+    before = clinic.connected("console-1")
+    assert ok(before.subscribe("crs/v1/hub-x/status"))
+    assert ("crs/v1/hub-x/status", b"last words") in before.received("crs/v1/hub-x/status")
     dan = clinic.connected("nurse-dan")
     assert ok(dan.publish(t("hub-x", "p-x", "alert/ack/nurse-dan")))
     assert ok(dan.subscribe(t("hub-x", "p-x", "alert/event")))
     clinic.run("retire.sh", "hub", "hub-x", password=None)
     assert clinic.login_code("hub-x") in (0x86, NOT_AUTHORIZED)
+    # check_retain_source: the retired hub's retained status is no longer handed out.
+    after = clinic.connected("console-1")
+    assert ok(after.subscribe("crs/v1/hub-x/status"))
+    assert ok(after.subscribe("crs/v1/hub-a/status"))
+    hub_a = clinic.connected("hub-a")
+    assert ok(hub_a.publish("crs/v1/hub-a/status", b"sentinel"))
+    seen = after.received(until_topic="crs/v1/hub-a/status")
+    assert "crs/v1/hub-x/status" not in [topic for topic, _ in seen], seen
     roles = clinic.dynsec([{"command": "getRole", "rolename": r}
                            for r in ("care-team-team-a", "nurse-nurse-dan", "nurse-nurse-ana")])
     for role in roles:
