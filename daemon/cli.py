@@ -158,6 +158,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from daemon.console.main import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crs-hub",
@@ -228,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     from daemon.access_code import add_command as add_access_code_command
 
     add_access_code_command(sub)
+
+    from daemon.console.arguments import add_arguments as console_arguments
+
+    console = sub.add_parser("console", help="the care team's console (runs at the clinic)",
+                             description="A web page for nurses watching many patients, or "
+                             "--watch: one line per alert in the terminal.")
+    console_arguments(console)
+    console.set_defaults(func=cmd_console)
     return parser
 
 
