@@ -144,6 +144,24 @@ class MqttSettings(_Section):
 class AlertSettings(_Section):
     # MQTT v5 message expiry of alert events: an old alert is not delivered as news.
     event_expiry_s: int = Field(12 * 3600, ge=60)
+    # Delivery receipts (docs/delivery.md): the MQTT usernames of the consumers whose receipt
+    # counts (e.g. the care-team console). Empty: no receipts are expected, and delivery ends at
+    # the home broker's PUBACK.
+    receipt_consumers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
+        default_factory=list)
+    # An unconfirmed event is published again after receipt_resend_s, doubling to the max.
+    receipt_resend_s: float = Field(30.0, gt=0, le=3600)
+    receipt_resend_max_s: float = Field(600.0, gt=0, le=6 * 3600)
+    # A high-or-worse event unconfirmed this long is the care_team_not_reached alarm: the
+    # patient is told to phone. 5 min: a fever should reach the team well within the escalation
+    # interval for high (15 min).
+    receipt_timeout_s: float = Field(300.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> AlertSettings:
+        if self.receipt_resend_max_s < self.receipt_resend_s:
+            raise ValueError("receipt_resend_max_s must be at least receipt_resend_s")
+        return self
 
 
 _DEFAULT_REPEAT_MIN: dict[Severity, float] = {

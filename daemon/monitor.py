@@ -138,6 +138,17 @@ class HubFault:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryHealth:
+    """How alert delivery stands: messages the broker refuses (v5 PUBACK failure codes), and
+    high-or-worse events no configured consumer has confirmed in time (delivery receipts)."""
+
+    refused: int
+    unreached: int
+    at: datetime
+    mono_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AnnunciatorProblem:
     """The hub cannot sound its own alarm (``reason``: no sound card, aplay failing), or can
     again (None)."""
@@ -195,6 +206,7 @@ MonitorInput = (
     | HubResources
     | HubFault
     | AnnunciatorProblem
+    | DeliveryHealth
     | Tick
     | Acknowledgement
     | ManualReading
@@ -346,6 +358,9 @@ class Monitor:
                 if inp.reason:
                     log.error("hub fault: %s", inp.reason)
                 self._transitions(self.technical.hub_fault(inp.reason, t), t, out)
+            case DeliveryHealth():
+                self._transitions(
+                    self.technical.delivery_health(inp.refused, inp.unreached, t), t, out)
             case AnnunciatorProblem():
                 if inp.reason:
                     log.error("the hub cannot sound alarms: %s", inp.reason)

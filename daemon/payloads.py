@@ -99,6 +99,14 @@ class AlertAck(_Payload):
     note: str | None = Field(None, max_length=200)
 
 
+class DeliveryReceipt(_Payload):
+    """``{"event_id", "consumer"}`` on ``.../alert/receipt``: ``consumer`` (a pseudonymous MQTT
+    username, e.g. the care-team console's) has shown that alert event (docs/delivery.md)."""
+
+    event_id: str = Field(min_length=1, max_length=64)
+    consumer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
 class AckResponse(_Payload):
     """Sent to an ack's MQTT v5 response topic, with its correlation data."""
 
@@ -148,6 +156,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "alert_state": AlertStateSnapshot,
     "alert_ack": AlertAck,
     "ack_response": AckResponse,
+    "delivery_receipt": DeliveryReceipt,
     "hub_status": HubStatus,
     "device_status": DeviceStatus,
     "vitals": VitalsSample,

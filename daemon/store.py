@@ -43,6 +43,15 @@ from pathlib import Path
 from daemon.readings import Reading
 
 _SCHEMA = """
+-- Alert events published and not yet confirmed by a delivery receipt (issue 14), and the
+-- receipts that confirmed them.
+CREATE TABLE IF NOT EXISTS awaiting_receipt (
+    event_id TEXT PRIMARY KEY, severity TEXT NOT NULL, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, expires_at REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipts (
+    event_id TEXT NOT NULL, consumer TEXT NOT NULL, at REAL NOT NULL
+);
 -- One row per (device, vital): raw readings name it by a small integer, not two strings.
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, device TEXT NOT NULL, vital TEXT NOT NULL, UNIQUE (device, vital)
@@ -311,15 +320,24 @@ class Store:
 
     # --- alert journal + outbox -------------------------------------------------------------
     def record_transition(
-        self, entry: JournalEntry, messages: Sequence[OutboundMessage]
+        self, entry: JournalEntry, messages: Sequence[OutboundMessage], *,
+        await_receipt: OutboundMessage | None = None,
     ) -> list[int]:
         """Journal one alert transition and queue its messages, atomically.
 
         Returns the outbox sequence numbers. Retained-state messages replace any older
-        pending message for the same topic (only the newest state matters).
+        pending message for the same topic (only the newest state matters). ``await_receipt``:
+        the event message, kept until a delivery receipt confirms it (same transaction, so a
+        crash cannot leave an event published but not awaited).
         """
         with self._transaction():
             done = self._delete_acked()
+            if await_receipt is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO awaiting_receipt (event_id, severity, topic, payload,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?)",
+                    (entry.event_id, entry.severity, await_receipt.topic, await_receipt.payload,
+                     await_receipt.expires_at))
             self._db.execute(
                 "INSERT INTO journal (alert_id, event_id, state, kind, severity, at, actor, record)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -337,6 +355,30 @@ class Store:
             seqs = [self._enqueue(m, entry.at.timestamp()) for m in messages]
         self._acked -= done
         return seqs
+
+    def awaiting_receipts(self) -> list[tuple[str, str, OutboundMessage]]:
+        """(event_id, severity, event message) of every event still awaiting a receipt."""
+        return [
+            (event_id, severity, OutboundMessage(topic, bytes(payload), 1, False, expires_at))
+            for event_id, severity, topic, payload, expires_at in self._db.execute(
+                "SELECT event_id, severity, topic, payload, expires_at FROM awaiting_receipt")
+        ]
+
+    def confirm_receipt(self, event_id: str, consumer: str, at: datetime) -> None:
+        """Journal a receipt; the event no longer awaits one."""
+        with self._transaction():
+            self._db.execute("INSERT INTO receipts (event_id, consumer, at) VALUES (?, ?, ?)",
+                             (event_id, consumer, at.timestamp()))
+            self._db.execute("DELETE FROM awaiting_receipt WHERE event_id = ?", (event_id,))
+
+    def receipts(self, event_id: str) -> list[tuple[str, datetime]]:
+        return [(consumer, datetime.fromtimestamp(at, UTC)) for consumer, at in self._db.execute(
+            "SELECT consumer, at FROM receipts WHERE event_id = ? ORDER BY rowid", (event_id,))]
+
+    def drop_awaiting(self, event_id: str) -> None:
+        """An event that expired unconfirmed stops awaiting (the alarm already said so)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM awaiting_receipt WHERE event_id = ?", (event_id,))
 
     def enqueue(self, message: OutboundMessage, now: datetime, *, exclude: Iterable[int] = ()) -> int:
         with self._transaction():
