@@ -108,21 +108,6 @@ def config(offset_c: float) -> Config:
     })
 
 
-def declare_devices(monitor: Monitor, at: datetime) -> None:
-    """Tell the engines each device's sample interval, wear and spot-check nature.
-
-    Monitor._start does not do this yet (it expects only continuous wearables, without their
-    interval); the lead is to move exactly these calls there. expect() is idempotent, so doing
-    it first here is harmless once the monitor does it too.
-    """
-    for device_id, state in monitor.devices.items():
-        interval = state.profile.expected_sample_interval_s
-        spot = interval is None
-        monitor.clinical.expect(device_id, interval_s=interval, spot_check=spot)
-        monitor.technical.expect(device_id, set(state.profile.vitals), at, interval_s=interval,
-                                 part_time=state.settings.wear == "part-time", spot_check=spot)
-
-
 def _in(spans: list[Span], t: float) -> bool:
     return any(s.start_s <= t < s.end_s for s in spans)
 
@@ -132,7 +117,6 @@ def run_week(week: PatientWeek, profiles: dict[str, DeviceProfile], seed: int) -
     monitor = Monitor(config(week.offset_c), profiles, new_id=_ids(week.pid))
     out = Outcome(week)
     at = START
-    declare_devices(monitor, at)
     handle = monitor.handle
 
     def record(t_s: float, result_events: list[AlertEvent]) -> None:
