@@ -206,9 +206,12 @@ class TechnicalAlarms:
             feed = self._add_feed(w, reading.vital, at)
         if feed is not None and (feed.last_reading is None or at > feed.last_reading):
             feed.last_reading = at
-        if reading.vital is Vital.TEMPERATURE and w.fall is not None:
-            w.fall.observe(at, reading.value)
-        out.extend(self._update(reading.device, at))
+        fell = (w.fall.observe(at, reading.value)
+                if reading.vital is Vital.TEMPERATURE and w.fall is not None else None)
+        # Time-based conditions are raised by tick; a reading can only start a fall (raised at
+        # once) or help clear an open alarm. Skipping the rest keeps a 1 Hz stream cheap.
+        if fell or (WEARABLE, reading.device) in self._book:
+            out.extend(self._update(reading.device, at))
         return out
 
     def contact_lost(self, device: str, now: datetime) -> list[AlertTransition]:
