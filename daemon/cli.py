@@ -56,7 +56,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"ok: hub {config.hub.id}, patient {config.patient.id}, {len(config.devices)} device(s), "
         f"fever >= {config.thresholds.fever.threshold_c} °C, tachycardia > "
         f"{config.thresholds.tachycardia.threshold_bpm:g} bpm for "
-        f"{config.thresholds.tachycardia.window_s / 60:g} min, MQTT "
+        f"{config.thresholds.tachycardia.window_alone_s / 60:g} min "
+        f"({config.thresholds.tachycardia.window_s / 60:g} min with a fever), MQTT "
         f"{config.mqtt.host}:{config.mqtt.port} under {config.mqtt.topic_prefix}/"
     )
     return 0

@@ -340,44 +340,29 @@ def validate_with_profiles(config: Config, profiles: Mapping[str, DeviceProfile]
     if temperature is not None:
         every, who = temperature
         f = t.fever
-        if t.stale.temperature_s < every:
-            problems.append(
-                f"thresholds.stale.temperature_s: {t.stale.temperature_s:g} s is shorter than "
-                f"the {every:g} s between readings of {who}: no_data would be raised between "
-                "every two readings"
-            )
-        if f.confirm_window_s < every:
-            # A gap longer than the window restarts the clear hold (daemon.rules).
-            problems.append(
-                f"thresholds.fever.confirm_window_s: {f.confirm_window_s:g} s is shorter than "
-                f"the {every:g} s between readings of {who}: every reading would restart the "
-                "clear hold, so a fever alert could never clear"
-            )
+        # The rules stretch both the missing-data window (stale.missed_intervals) and the fever
+        # window (fever.confirm_window_intervals) to the device's interval, so neither can be
+        # shorter than the time between readings; what can still fail is the confirmation.
+        window = max(f.confirm_window_s, f.confirm_window_intervals * every)
         # Readings every `every` seconds: at most floor(window / every) + 1 fit in the window,
         # spanning at most floor(window / every) * every (1e-9: float division of round values).
-        steps = math.floor(f.confirm_window_s / every + 1e-9)
+        steps = math.floor(window / every + 1e-9)
         if f.confirm_min_samples > steps + 1:
             problems.append(
                 f"thresholds.fever.confirm_min_samples: {f.confirm_min_samples} readings never "
-                f"fit in confirm_window_s ({f.confirm_window_s:g} s) at one per {every:g} s from "
+                f"fit in the confirmation window ({window:g} s) at one per {every:g} s from "
                 f"{who}: at most {steps + 1} do, so no fever could ever be confirmed"
             )
-        if steps * every < f.confirm_min_span_s <= f.confirm_window_s:
+        if steps * every < f.confirm_min_span_s <= window:
             problems.append(
                 f"thresholds.fever.confirm_min_span_s: {f.confirm_min_span_s:g} s is longer than "
                 f"the {steps * every:g} s that readings one per {every:g} s from {who} can span "
-                f"within confirm_window_s ({f.confirm_window_s:g} s), so no fever could ever be "
+                f"within the confirmation window ({window:g} s), so no fever could ever be "
                 "confirmed"
             )
     heart = slowest(Vital.HEART_RATE)
     if heart is not None:
         every, who = heart
-        if t.stale.heart_rate_s < every:
-            problems.append(
-                f"thresholds.stale.heart_rate_s: {t.stale.heart_rate_s:g} s is shorter than the "
-                f"{every:g} s between readings of {who}: no_data would be raised between every "
-                "two readings"
-            )
         if t.tachycardia.max_gap_s < every:
             problems.append(
                 f"thresholds.tachycardia.max_gap_s: {t.tachycardia.max_gap_s:g} s is shorter "

@@ -45,6 +45,7 @@ from daemon.payloads import (
 )
 from daemon.profiles import DeviceProfile
 from daemon.reading_policy import (
+    MANUAL_DEVICE,
     device_value_readings,
     is_spot_check,
     manual_reading,
@@ -308,7 +309,7 @@ class Monitor:
                                                   is_spot_check(profile))
         self.clinical = ClinicalRules(config.thresholds, new_id=new_id)
         self.technical = TechnicalAlarms(config.thresholds.stale, config.thresholds.hub,
-                                         new_id=new_id)
+                                         new_id=new_id, fever=config.thresholds.fever)
         self.symptoms = SymptomReports(new_id=new_id)
         # Escalation state of each open alert, keyed by alert_id; the alert itself is in the
         # engines' books (pruned on CLEARED).
@@ -424,7 +425,7 @@ class Monitor:
                 acknowledged_at=self._time.stamp(a.acknowledged_at)
                 if a.acknowledged_at else None,
                 patient_message=self._message(a.transition.kind, a.transition.state,
-                                              a.transition.value),
+                                              a.transition.value, a.transition.device),
             )
             for a in self.open_alerts()
         ]
@@ -642,17 +643,22 @@ class Monitor:
             raised_at=stamp(transition.raised_at),
             event_at=stamp(t),
             device=transition.device,
-            patient_message=self._message(transition.kind, state, transition.value),
+            patient_message=self._message(transition.kind, state, transition.value,
+                                          transition.device),
             acknowledged_by=acknowledged_by,
             technical=transition.kind.is_technical,
         )
 
-    def _message(self, kind: AlertKind, state: AlertState, value: float | None) -> str:
+    def _message(self, kind: AlertKind, state: AlertState, value: float | None,
+                 device: str | None = None) -> str:
         symptoms = [(SYMPTOM_BY_NAME[n].words, SYMPTOM_BY_NAME[n].emergency)
                     for n in self.symptoms.reported()] if kind is AlertKind.SYMPTOM_REPORTED \
             else []
+        spot = device == MANUAL_DEVICE or (device in self.devices
+                                           and self.devices[device].spot_check)
         return patient_message(kind, state, value, self.contact,
-                               heart_rate_threshold_bpm=self._hr_threshold, symptoms=symptoms)
+                               heart_rate_threshold_bpm=self._hr_threshold, symptoms=symptoms,
+                               spot_check=spot)
 
 
 def _care_team_at_once(transition: AlertTransition) -> bool:
