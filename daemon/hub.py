@@ -307,8 +307,8 @@ class Hub:
         self.submit(HubResources(self.outbox.pending, free, now, self._mono()))
         self.telemetry.publish(self.topics.hub_status, self._status_payload("online", now),
                                qos=1, retain=True)
-        for device_id in self.devices:
-            self.delivery.device_status(self.monitor.device_status(device_id, now))
+        self.delivery.device_statuses(
+            [self.monitor.device_status(device_id, now) for device_id in self.devices])
         self.outbox.kick()
 
     def compact(self) -> None:
