@@ -12,7 +12,9 @@ implausible fall, contact, disconnection, no data) makes them re-seat a displace
 10-40 min and, 80 % of the time, take an oral reading within 5-30 min.
 
 Printed per scenario: fever detection delay from the true core temperature reaching 38.0 °C
-(median, p90, max, misses; an alert already open counts as 0) beside routine oral checks every
+(median, p90, max, misses; an alert already open counts as 0; a missed fever the patch never
+reported at fever level, three usable readings with its estimate >= 38.0 °C, is counted apart
+as "unseen": out of range or off the skin, with the hub's technical alarm the only signal) beside routine oral checks every
 4 h and every 8 h around the clock (the TempTraq comparison, clinical.md §3); fever alerts
 cleared while the core was >= 38.0 °C; false clinical alerts per patient-day by kind (a fever
 alert raised more than an hour from any fever; a tachycardia alert neither during sustained
@@ -88,6 +90,7 @@ class Outcome:
     week: PatientWeek
     events: list[Event] = field(default_factory=list)
     silences: list[Span] = field(default_factory=list)
+    usable_minutes: set[int] = field(default_factory=set)  # a patch reading with contact
 
 
 def config(offset_c: float) -> Config:
@@ -105,21 +108,6 @@ def config(offset_c: float) -> Config:
     })
 
 
-def declare_devices(monitor: Monitor, at: datetime) -> None:
-    """Tell the engines each device's sample interval, wear and spot-check nature.
-
-    Monitor._start does not do this yet (it expects only continuous wearables, without their
-    interval); the lead is to move exactly these calls there. expect() is idempotent, so doing
-    it first here is harmless once the monitor does it too.
-    """
-    for device_id, state in monitor.devices.items():
-        interval = state.profile.expected_sample_interval_s
-        spot = interval is None
-        monitor.clinical.expect(device_id, interval_s=interval, spot_check=spot)
-        monitor.technical.expect(device_id, set(state.profile.vitals), at, interval_s=interval,
-                                 part_time=state.settings.wear == "part-time", spot_check=spot)
-
-
 def _in(spans: list[Span], t: float) -> bool:
     return any(s.start_s <= t < s.end_s for s in spans)
 
@@ -129,7 +117,6 @@ def run_week(week: PatientWeek, profiles: dict[str, DeviceProfile], seed: int) -
     monitor = Monitor(config(week.offset_c), profiles, new_id=_ids(week.pid))
     out = Outcome(week)
     at = START
-    declare_devices(monitor, at)
     handle = monitor.handle
 
     def record(t_s: float, result_events: list[AlertEvent]) -> None:
@@ -176,6 +163,7 @@ def run_week(week: PatientWeek, profiles: dict[str, DeviceProfile], seed: int) -
                     raw -= d.depth_c * min(1.0, (m - d.start_min + 1) / d.ramp_min)
             result = handle(DeviceReading(PATCH, Vital.TEMPERATURE, round(raw, 2), None, at))
             if any(r.sensor_contact is not False for r in result.readings):
+                out.usable_minutes.add(m)
                 if s - last_good_patch > 600:
                     out.silences.append(Span(last_good_patch, s))
                 last_good_patch = s
@@ -253,6 +241,15 @@ def _delay_min(alerts: list[tuple[float, float]], fever: Span) -> float | None:
     return None
 
 
+def _seen_by_patch(outcome: Outcome, fever: Span) -> bool:
+    """Whether the patch delivered at least three usable readings at fever level (its estimate
+    without noise >= 38.0 °C) during the fever: what confirmation needs, with one to spare."""
+    week = outcome.week
+    hot = sum(1 for m in range(fever.start_s // 60, fever.end_s // 60 + 1)
+              if m in outcome.usable_minutes and week.patch_skin[m] + week.offset_c >= FEVER_C)
+    return hot >= 3
+
+
 def _sensor_delay_min(week: PatientWeek, fever: Span) -> float | None:
     """Minutes until the patch's own estimate (skin + configured offset, before noise and
     artifacts) reaches 38.0 °C: the part of the delay no rule can remove."""
@@ -278,6 +275,7 @@ class ScenarioScore:
     patient_days: float = 0.0
     delays: list[float] = field(default_factory=list)
     misses: int = 0
+    unseen: int = 0  # missed fevers the patch never reported at fever level (out of range, off)
     sensor: list[float] = field(default_factory=list)  # the patch's estimate reaching 38.0
     sensor_misses: int = 0
     oral: dict[int, list[float]] = field(default_factory=lambda: {4: [], 8: []})
@@ -292,7 +290,7 @@ class ScenarioScore:
 
     @property
     def fevers(self) -> int:
-        return len(self.delays) + self.misses
+        return len(self.delays) + self.misses + self.unseen
 
 
 def score(outcome: Outcome, s: ScenarioScore, rng: Random) -> None:
@@ -301,8 +299,10 @@ def score(outcome: Outcome, s: ScenarioScore, rng: Random) -> None:
     alerts = _alert_spans(events, FEVER_KINDS)
     for fever in week.fevers:
         d = _delay_min(alerts, fever)
-        if d is None:
+        if d is None and _seen_by_patch(outcome, fever):
             s.misses += 1
+        elif d is None:
+            s.unseen += 1
         else:
             s.delays.append(d)
         sd = _sensor_delay_min(week, fever)
@@ -382,7 +382,8 @@ def table(scores: list[ScenarioScore]) -> str:
     for s in scores:
         tachy = f"{s.tachy_detected}/{s.tachy_cases}" if s.tachy_cases else "-"
         lines.append(
-            f"| {s.name} | {s.patient_days:.0f} | {s.fevers} | {_dist(s.delays, s.misses)} | "
+            f"| {s.name} | {s.patient_days:.0f} | {s.fevers} | "
+            f"{_dist(s.delays, s.misses)}{f', {s.unseen} unseen' if s.unseen else ''} | "
             f"{_dist(s.sensor, s.sensor_misses)} | {_dist(s.oral[4], s.oral_misses[4])} | {_dist(s.oral[8], s.oral_misses[8])} | "
             f"{s.cleared_febrile} | {_per_day(s.false_clinical, s.patient_days)} | "
             f"{_per_day(s.technical, s.patient_days)} | {s.silences_missed}/{s.silences} | "

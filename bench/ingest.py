@@ -41,6 +41,7 @@ from daemon.config import Config, parse_config
 from daemon.decoding import CHARACTERISTICS, HeartRateMeasurement, TemperatureMeasurement, decode
 from daemon.encoding import encode_heart_rate, encode_temperature
 from daemon.hub import Hub
+from daemon.monitor import Start
 from daemon.profiles import DeviceProfile, load_profiles
 
 HR = CHARACTERISTICS["heart_rate_measurement"]
@@ -98,8 +99,7 @@ def run_hub(payloads: list[Payload], data_dir: Path,
             profiles: dict[str, DeviceProfile]) -> tuple[float, Hub]:
     clock = StepClock()
     hub = Hub(hub_config(data_dir), clock=clock, profiles=profiles)
-    for device in hub.devices:
-        hub.technical.expect(device, set(hub.devices[device].profile.vitals), clock())
+    hub.submit(Start(clock()))  # what Hub.start does first: every wearable is expected
     on_payload = hub.on_payload
     gc.collect()
     start = time.perf_counter()

@@ -9,7 +9,7 @@ other, so that no measurement shares a heap or a CPU with another. Every row sho
 a floor measured in the same run on the same machine, the ratio of the two, the goal and
 PASS/FAIL. The exit status is 1 when any row misses its goal (or could not be measured).
 The module docstrings (bench/latency.py, ingest.py, memory.py, startup.py, soak.py, fleet.py,
-disk_writes.py, broker_persistence.py)
+disk_writes.py, broker_persistence.py, console.py)
 say exactly what each row measures.
 """
 
@@ -34,6 +34,7 @@ SUITE: tuple[tuple[str, str, str], ...] = (
     ("replay", "Replay of a patient-week", "<= 10 s"),
     ("disk_writes", "Disk writes, 4 wearables at 1 Hz", "<= 150 MB/day"),
     ("broker_persistence", "Broker PUBACK p99, save on change", "<= 10 ms"),
+    ("console", "Console, 1,000 hubs", "RSS <= 150 MB, ward page p50 <= 500 ms"),
     # Issue 13 (docs/protocols.md): emergency-tier detection and the baseline notice's lead
     # time and false notices, each row with its own goal.
     ("protocols", "Clinical protocols (issue 13)", "see rows"),
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="crs-hub benchmarks: alert latency, ingest, memory, 24 h soak, start-up, "
-        "fleet. Prints a table; writes bench/results/latest.json (quick.json with --quick).")
+        "fleet, console. Prints a table; writes bench/results/latest.json (quick.json with --quick).")
     parser.add_argument("--quick", action="store_true",
                         help="every row at reduced size (under a minute)")
     parser.add_argument("--only", default="",

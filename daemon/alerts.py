@@ -45,6 +45,8 @@ class AlertKind(StrEnum):
     BROKER_UNREACHABLE = "broker_unreachable"
     HUB_FAULT = "hub_fault"
     ANNUNCIATOR_UNAVAILABLE = "annunciator_unavailable"
+    PUBLISH_REFUSED = "publish_refused"
+    CARE_TEAM_NOT_REACHED = "care_team_not_reached"
 
     @property
     def is_technical(self) -> bool:

@@ -56,7 +56,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"ok: hub {config.hub.id}, patient {config.patient.id}, {len(config.devices)} device(s), "
         f"fever >= {config.thresholds.fever.threshold_c} °C, tachycardia > "
         f"{config.thresholds.tachycardia.threshold_bpm:g} bpm for "
-        f"{config.thresholds.tachycardia.window_s / 60:g} min, MQTT "
+        f"{config.thresholds.tachycardia.window_alone_s / 60:g} min "
+        f"({config.thresholds.tachycardia.window_s / 60:g} min with a fever), MQTT "
         f"{config.mqtt.host}:{config.mqtt.port} under {config.mqtt.topic_prefix}/"
     )
     return 0
@@ -158,6 +159,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from daemon.console.main import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crs-hub",
@@ -232,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     from daemon.access_code import add_command as add_access_code_command
 
     add_access_code_command(sub)
+
+    from daemon.console.arguments import add_arguments as console_arguments
+
+    console = sub.add_parser("console", help="the care team's console (runs at the clinic)",
+                             description="A web page for nurses watching many patients, or "
+                             "--watch: one line per alert in the terminal.")
+    console_arguments(console)
+    console.set_defaults(func=cmd_console)
     return parser
 
 

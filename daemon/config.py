@@ -145,6 +145,24 @@ class MqttSettings(_Section):
 class AlertSettings(_Section):
     # MQTT v5 message expiry of alert events: an old alert is not delivered as news.
     event_expiry_s: int = Field(12 * 3600, ge=60)
+    # Delivery receipts (docs/delivery.md): the MQTT usernames of the consumers whose receipt
+    # counts (e.g. the care-team console). Empty: no receipts are expected, and delivery ends at
+    # the home broker's PUBACK.
+    receipt_consumers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
+        default_factory=list)
+    # An unconfirmed event is published again after receipt_resend_s, doubling to the max.
+    receipt_resend_s: float = Field(30.0, gt=0, le=3600)
+    receipt_resend_max_s: float = Field(600.0, gt=0, le=6 * 3600)
+    # A high-or-worse event unconfirmed this long is the care_team_not_reached alarm: the
+    # patient is told to phone. 5 min: a fever should reach the team well within the escalation
+    # interval for high (15 min).
+    receipt_timeout_s: float = Field(300.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> AlertSettings:
+        if self.receipt_resend_max_s < self.receipt_resend_s:
+            raise ValueError("receipt_resend_max_s must be at least receipt_resend_s")
+        return self
 
 
 _DEFAULT_REPEAT_MIN: dict[Severity, float] = {
@@ -325,44 +343,29 @@ def validate_with_profiles(config: Config, profiles: Mapping[str, DeviceProfile]
     if temperature is not None:
         every, who = temperature
         f = t.fever
-        if t.stale.temperature_s < every:
-            problems.append(
-                f"thresholds.stale.temperature_s: {t.stale.temperature_s:g} s is shorter than "
-                f"the {every:g} s between readings of {who}: no_data would be raised between "
-                "every two readings"
-            )
-        if f.confirm_window_s < every:
-            # A gap longer than the window restarts the clear hold (daemon.rules).
-            problems.append(
-                f"thresholds.fever.confirm_window_s: {f.confirm_window_s:g} s is shorter than "
-                f"the {every:g} s between readings of {who}: every reading would restart the "
-                "clear hold, so a fever alert could never clear"
-            )
+        # The rules stretch both the missing-data window (stale.missed_intervals) and the fever
+        # window (fever.confirm_window_intervals) to the device's interval, so neither can be
+        # shorter than the time between readings; what can still fail is the confirmation.
+        window = max(f.confirm_window_s, f.confirm_window_intervals * every)
         # Readings every `every` seconds: at most floor(window / every) + 1 fit in the window,
         # spanning at most floor(window / every) * every (1e-9: float division of round values).
-        steps = math.floor(f.confirm_window_s / every + 1e-9)
+        steps = math.floor(window / every + 1e-9)
         if f.confirm_min_samples > steps + 1:
             problems.append(
                 f"thresholds.fever.confirm_min_samples: {f.confirm_min_samples} readings never "
-                f"fit in confirm_window_s ({f.confirm_window_s:g} s) at one per {every:g} s from "
+                f"fit in the confirmation window ({window:g} s) at one per {every:g} s from "
                 f"{who}: at most {steps + 1} do, so no fever could ever be confirmed"
             )
-        if steps * every < f.confirm_min_span_s <= f.confirm_window_s:
+        if steps * every < f.confirm_min_span_s <= window:
             problems.append(
                 f"thresholds.fever.confirm_min_span_s: {f.confirm_min_span_s:g} s is longer than "
                 f"the {steps * every:g} s that readings one per {every:g} s from {who} can span "
-                f"within confirm_window_s ({f.confirm_window_s:g} s), so no fever could ever be "
+                f"within the confirmation window ({window:g} s), so no fever could ever be "
                 "confirmed"
             )
     heart = slowest(Vital.HEART_RATE)
     if heart is not None:
         every, who = heart
-        if t.stale.heart_rate_s < every:
-            problems.append(
-                f"thresholds.stale.heart_rate_s: {t.stale.heart_rate_s:g} s is shorter than the "
-                f"{every:g} s between readings of {who}: no_data would be raised between every "
-                "two readings"
-            )
         if t.tachycardia.max_gap_s < every:
             problems.append(
                 f"thresholds.tachycardia.max_gap_s: {t.tachycardia.max_gap_s:g} s is shorter "

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from daemon import __version__
 from daemon.alerts import AlertKind
+from daemon.clock_sync import clock_synchronized
 from daemon.config import Config
 from daemon.escalation import TrackedAlert
 from daemon.homeassistant import discovery_messages, is_ha_online
@@ -32,6 +33,7 @@ from daemon.monitor import (
     AdapterProblem,
     BrokerLink,
     ConnectionChange,
+    DeliveryHealth,
     DeviceState,
     GattPayload,
     HubFault,
@@ -51,18 +53,21 @@ from daemon.payloads import (
     AckResponse,
     AlertAck,
     AlertEvent,
+    DeliveryReceipt,
     HubStatus,
     TherapyDay,
     VitalsSample,
 )
 from daemon.profiles import DeviceProfile, load_profiles
 from daemon.readings import Reading, Vital
+from daemon.receipts import ReceiptTracker
 from daemon.sinks import Sink
 from daemon.store import Store
 from daemon.telemetry import BestEffortTelemetry
 from daemon.therapy import Purpose, due_between, status_at
 from daemon.therapy_schedule import schedule_therapy
 from daemon.topics import Topics
+from daemon.untrusted import UntrustedInputError, parse_bounded_json, validate_bounded
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +138,15 @@ class Hub:
         if config.home_assistant.enabled:
             self.link.subscriptions.append((f"{config.home_assistant.discovery_prefix}/status", 1))
         self.outbox = Outbox(self.store, self.link, wall_clock=wall_clock, max_in_flight=100)
+        self.receipts = ReceiptTracker(
+            self.store, config.alerts, wall_clock=wall_clock,
+            monotonic=self.monotonic or (lambda: self.clock().timestamp()))
+        if self.receipts.enabled:
+            self.link.subscriptions.append((self.topics.alert_receipt, 1))
         self.delivery = OutboxSink(self.store, self.outbox, self.link, self.topics,
                                    event_expiry_s=config.alerts.event_expiry_s,
-                                   wall_clock=wall_clock)
+                                   wall_clock=wall_clock, receipts=self.receipts)
+        self._delivery_health: tuple[int, int] = (0, 0)
         self.telemetry = BestEffortTelemetry(self.link)
         self.sinks: list[Sink] = [self.delivery]
         # Told when the broker link comes and goes (the status page shows it).
@@ -194,6 +205,8 @@ class Hub:
                                          for e in self.store.open_alert_records()])
         if restored:
             log.info("restored %d open alert(s) from the journal", restored)
+        if self.receipts.enabled and (awaiting := self.receipts.load()):
+            log.info("%d alert event(s) still await a delivery receipt", awaiting)
         last_seen = self._warm_baselines(now)
         self.submit(Start(now, self._mono()))
         self.link.start()
@@ -201,7 +214,7 @@ class Hub:
         jobs: list[tuple[Callable[[], None], float]] = [
             (self.tick, self.tick_interval_s),
             (self.heartbeat, self.heartbeat_interval_s),
-            (self.store.flush, 1.0),
+            (self.store.flush_due, 1.0),
             (self.compact, 3600.0),
         ]
         if self.config.vitals.publish:
@@ -312,13 +325,27 @@ class Hub:
 
     # --- scheduled jobs ---------------------------------------------------------------------------
     def tick(self) -> None:
-        self.submit(Tick(self.clock(), self._mono()))
+        now = self.clock()
+        self.submit(Tick(now, self._mono()))
+        self._check_delivery(now)
         # A row the broker refused waits out retry_refused_s; without this, its retry would
         # depend on some unrelated message kicking the outbox.
         self.outbox.kick()
         # Stamped only once the tick has done its work: a tick that raises keeps the watchdog
         # from being fed.
         self.last_tick_monotonic = time.monotonic()
+
+    def _check_delivery(self, now: datetime) -> None:
+        """Re-publish unconfirmed events that are due, and tell the monitor how delivery stands
+        (only when it changes: this runs every tick)."""
+        if self.receipts.enabled:
+            for message in self.receipts.due():
+                self.delivery.resend(message)
+        health = (len(self.outbox.refused),
+                  self.receipts.unreached() if self.receipts.enabled else 0)
+        if health != self._delivery_health:
+            self._delivery_health = health
+            self.submit(DeliveryHealth(health[0], health[1], now, self._mono()))
 
     def heartbeat(self) -> None:
         now = self.clock()
@@ -329,8 +356,8 @@ class Hub:
         self.submit(HubResources(self.outbox.pending, free, now, self._mono()))
         self.telemetry.publish(self.topics.hub_status, self._status_payload("online", now),
                                qos=1, retain=True)
-        for device_id in self.devices:
-            self.delivery.device_status(self.monitor.device_status(device_id, now))
+        self.delivery.device_statuses(
+            [self.monitor.device_status(device_id, now) for device_id in self.devices])
         self.outbox.kick()
 
     def compact(self) -> None:
@@ -377,6 +404,8 @@ class Hub:
         login = self.topics.ack_login(message.topic)
         if login is not None:
             self._on_ack(message, login)
+        elif message.topic == self.topics.alert_receipt and self.receipts.enabled:
+            self._on_receipt(message)
         elif self.config.home_assistant.enabled and is_ha_online(
             message.topic, message.payload, self.config.home_assistant.discovery_prefix
         ):
@@ -398,14 +427,26 @@ class Hub:
         ):
             self.delivery.retained(topic, payload.encode())
 
+    def _on_receipt(self, message: IncomingMessage) -> None:
+        try:
+            receipt = validate_bounded(message.payload, DeliveryReceipt)
+        except UntrustedInputError as exc:
+            self.counters.by_reason[f"receipt {exc.reason}"] += 1
+            log.warning("rejected a malformed delivery receipt (%s)", exc.reason)
+            return
+        self.receipts.confirm(receipt.event_id, receipt.consumer)
+
     def _on_ack(self, message: IncomingMessage, login: str) -> None:
         try:
-            ack = AlertAck.model_validate_json(message.payload)
-        except ValidationError as exc:
+            # Bounded first (size, nesting depth), then the schema, whose errors name fields.
+            ack = AlertAck.model_validate(parse_bounded_json(message.payload))
+        except (UntrustedInputError, ValidationError) as exc:
             self.counters.acks_rejected += 1
-            log.warning("rejected a malformed ack: %s", "; ".join(
+            detail = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}"
-                for e in exc.errors(include_url=False)))
+                for e in exc.errors(include_url=False)) if isinstance(
+                    exc, ValidationError) else f"payload: {exc}"
+            log.warning("rejected a malformed ack: %s", detail)
             self._respond(message, AckResponse(alert_id="", accepted=False,
                                                reason="malformed ack"))
             return
@@ -433,6 +474,7 @@ class Hub:
             devices_connected=sum(d.connected for d in self.devices.values()) if online else None,
             devices_configured=len(self.devices),
             outbox_pending=self.outbox.pending if online else None,
+            clock_synchronized=clock_synchronized() if online else None,
             **self._protocol_status(now) if online and now is not None else {},
         ).to_json()
 

@@ -53,6 +53,7 @@ from daemon.payloads import (
 )
 from daemon.profiles import DeviceProfile
 from daemon.reading_policy import (
+    MANUAL_DEVICE,
     device_value_readings,
     is_spot_check,
     manual_reading,
@@ -149,6 +150,17 @@ class HubFault:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryHealth:
+    """How alert delivery stands: messages the broker refuses (v5 PUBACK failure codes), and
+    high-or-worse events no configured consumer has confirmed in time (delivery receipts)."""
+
+    refused: int
+    unreached: int
+    at: datetime
+    mono_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AnnunciatorProblem:
     """The hub cannot sound its own alarm (``reason``: no sound card, aplay failing), or can
     again (None)."""
@@ -218,6 +230,7 @@ MonitorInput = (
     | HubResources
     | HubFault
     | AnnunciatorProblem
+    | DeliveryHealth
     | Tick
     | Acknowledgement
     | ManualReading
@@ -320,7 +333,7 @@ class Monitor:
                                                   is_spot_check(profile))
         self.clinical = ClinicalRules(config.thresholds, new_id=new_id)
         self.technical = TechnicalAlarms(config.thresholds.stale, config.thresholds.hub,
-                                         new_id=new_id)
+                                         new_id=new_id, fever=config.thresholds.fever)
         self.symptoms = SymptomReports(new_id=new_id)
         self.emergency = EmergencyRules(config.thresholds.emergency, new_id=new_id)
         zone = ZoneInfo(config.therapy.timezone) if config.therapy else UTC
@@ -380,6 +393,9 @@ class Monitor:
                 if inp.reason:
                     log.error("hub fault: %s", inp.reason)
                 self._transitions(self.technical.hub_fault(inp.reason, t), t, out)
+            case DeliveryHealth():
+                self._transitions(
+                    self.technical.delivery_health(inp.refused, inp.unreached, t), t, out)
             case AnnunciatorProblem():
                 if inp.reason:
                     log.error("the hub cannot sound alarms: %s", inp.reason)
@@ -444,7 +460,7 @@ class Monitor:
                 acknowledged_at=self._time.stamp(a.acknowledged_at)
                 if a.acknowledged_at else None,
                 patient_message=self._message(a.transition.kind, a.transition.state,
-                                              a.transition.value),
+                                              a.transition.value, a.transition.device),
             )
             for a in self.open_alerts()
         ]
@@ -708,7 +724,8 @@ class Monitor:
             raised_at=stamp(transition.raised_at),
             event_at=stamp(t),
             device=transition.device,
-            patient_message=self._message(transition.kind, state, transition.value),
+            patient_message=self._message(transition.kind, state, transition.value,
+                                          transition.device),
             acknowledged_by=acknowledged_by,
             technical=transition.kind.is_technical,
             news2=self._news2(transition, t),
@@ -735,12 +752,16 @@ class Monitor:
             return view.as_payload() if view else None  # type: ignore[return-value]
         return None
 
-    def _message(self, kind: AlertKind, state: AlertState, value: float | None) -> str:
+    def _message(self, kind: AlertKind, state: AlertState, value: float | None,
+                 device: str | None = None) -> str:
         symptoms = [(SYMPTOM_BY_NAME[n].words, SYMPTOM_BY_NAME[n].emergency)
                     for n in self.symptoms.reported()] if kind is AlertKind.SYMPTOM_REPORTED \
             else []
+        spot = device == MANUAL_DEVICE or (device in self.devices
+                                           and self.devices[device].spot_check)
         return patient_message(kind, state, value, self.contact,
-                               heart_rate_threshold_bpm=self._hr_threshold, symptoms=symptoms)
+                               heart_rate_threshold_bpm=self._hr_threshold, symptoms=symptoms,
+                               spot_check=spot)
 
 
 def _care_team_at_once(transition: AlertTransition) -> bool:

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -67,6 +67,10 @@ class MqttLink:
     input_limits: dict[str, int] = field(default_factory=dict)
     # MQTT v5 Maximum Packet Size announced to the broker: above this it never sends us a packet.
     max_packet_bytes: int = 2 * 1024 * 1024
+    # MQTT v5 only: keep the session (subscriptions and queued QoS 1 messages) this long while
+    # disconnected; clean start is then off on every connect, the first included (mosquitto 2.0
+    # stores a session only when the latest CONNECT had clean start off). None: clean sessions.
+    session_expiry_s: int | None = None
 
     def __post_init__(self) -> None:
         # Refused inbound messages by topic (written on paho's thread only).
@@ -117,12 +121,16 @@ class MqttLink:
         """Start connecting in the background; returns at once (the broker may be down)."""
         self._loop = asyncio.get_running_loop()
         properties = None
+        clean_start: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
         if self.v5:
             properties = Properties(PacketTypes.CONNECT)
             properties.MaximumPacketSize = self.max_packet_bytes
+            if self.session_expiry_s:
+                properties.SessionExpiryInterval = self.session_expiry_s
+                clean_start = False
         self.client.connect_async(
             self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
-            properties=properties,
+            clean_start=clean_start, properties=properties,
         )
         self.client.loop_start()
 

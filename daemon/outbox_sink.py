@@ -21,6 +21,7 @@ from daemon.monitor import MonitorOutput
 from daemon.mqtt_link import MqttLink
 from daemon.outbox import Outbox
 from daemon.payloads import AckResponse, AlertEvent, AlertStateSnapshot, DeviceStatus
+from daemon.receipts import ReceiptTracker
 from daemon.store import JournalEntry, OutboundMessage, Store
 from daemon.topics import Topics
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 class OutboxSink:
     def __init__(self, store: Store, outbox: Outbox, link: MqttLink, topics: Topics, *,
-                 event_expiry_s: int, wall_clock: Callable[[], float]) -> None:
+                 event_expiry_s: int, wall_clock: Callable[[], float],
+                 receipts: ReceiptTracker | None = None) -> None:
         self.store = store
         self.outbox = outbox
         self._link = link
@@ -37,6 +39,7 @@ class OutboxSink:
         self._expiry_s = event_expiry_s
         self._wall_clock = wall_clock
         self.store_failures = 0
+        self.receipts = receipts if receipts is not None and receipts.enabled else None
 
     def on_output(self, out: MonitorOutput, snapshot: AlertStateSnapshot) -> None:
         if out.readings:
@@ -63,7 +66,10 @@ class OutboxSink:
             OutboundMessage(self._topics.alert_state, snapshot.to_json(), 1, True),
         ]
         try:
-            self.store.record_transition(entry, messages)
+            self.store.record_transition(
+                entry, messages, await_receipt=messages[0] if self.receipts else None)
+            if self.receipts is not None:
+                self.receipts.track(event.event_id, event.severity, messages[0])
         except sqlite3.Error as exc:
             self.store_failures += 1
             log.critical("cannot write alert %s to the store (%s); publishing it without "
@@ -86,9 +92,21 @@ class OutboxSink:
                                            status.to_json(), 1, True), status.updated_at,
                            exclude=self.outbox.seqs_in_flight)
 
+    def device_statuses(self, statuses: list[DeviceStatus]) -> None:
+        """Several retained device statuses in one durable commit (the heartbeat's): one fsync
+        instead of one per wearable, which is most of what the hub writes to its SD card."""
+        if statuses:
+            self.store.enqueue_many(
+                [OutboundMessage(self._topics.device_status(s.device), s.to_json(), 1, True)
+                 for s in statuses], statuses[0].updated_at, exclude=self.outbox.seqs_in_flight)
+
     def snapshot(self, snapshot: AlertStateSnapshot) -> None:
         """Re-queue the retained alert state (after an outage it must be right, even empty)."""
         self.retained(self._topics.alert_state, snapshot.to_json())
+
+    def resend(self, message: OutboundMessage) -> None:
+        """An alert event again (same event_id): no receipt has confirmed it yet."""
+        self.store.enqueue(message, _now(self._wall_clock))
 
     def respond(self, topic: str, correlation: bytes | None, response: AckResponse) -> None:
         """An ack's MQTT v5 response, through the outbox like everything that matters."""

@@ -146,6 +146,18 @@ def patient_message(
                 "Restart the hub. Until it works, take your temperature with a thermometer every "
                 f"few hours and call {contact.team_name} at {contact.phone} if you feel unwell."
             )
+        case AlertKind.CARE_TEAM_NOT_REACHED:
+            return (
+                "The home hub sent an alert but cannot confirm that your care team received it. "
+                f"Phone {contact.team_name} now at {contact.phone} and tell them about your "
+                f"alert. {_emergency(contact)}"
+            )
+        case AlertKind.PUBLISH_REFUSED:
+            return (
+                "The home hub's alerts are being refused by its message system, so your care team "
+                f"may not see them. Please tell {contact.team_name} at {contact.phone}; if you "
+                "feel unwell, call them directly."
+            )
         case AlertKind.ANNUNCIATOR_UNAVAILABLE:
             return (
                 "The home hub cannot play its alarm sound, so you would not hear an alert. Check "

@@ -122,6 +122,14 @@ class AlertAck(_Payload):
     note: str | None = Field(None, max_length=200)
 
 
+class DeliveryReceipt(_Payload):
+    """``{"event_id", "consumer"}`` on ``.../alert/receipt``: ``consumer`` (a pseudonymous MQTT
+    username, e.g. the care-team console's) has shown that alert event (docs/delivery.md)."""
+
+    event_id: str = Field(min_length=1, max_length=64)
+    consumer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
 class AckResponse(_Payload):
     """Sent to an ack's MQTT v5 response topic, with its correlation data."""
 
@@ -159,6 +167,9 @@ class HubStatus(_Payload):
     # systolic baseline the hypotension rule uses (care team: correct it in the config).
     therapy: TherapyDay | None = None
     sbp_baseline: dict[str, float | int | str | None] | None = None
+    # False: the hub's wall clock is not synchronised (a Pi without a real-time clock before NTP
+    # has run), so the times in its events may be off; the rules are not affected.
+    clock_synchronized: bool | None = None
 
 
 class DeviceStatus(_Payload):
@@ -188,6 +199,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "alert_state": AlertStateSnapshot,
     "alert_ack": AlertAck,
     "ack_response": AckResponse,
+    "delivery_receipt": DeliveryReceipt,
     "hub_status": HubStatus,
     "device_status": DeviceStatus,
     "vitals": VitalsSample,

@@ -110,10 +110,11 @@ class _TemperatureTrack:
 class _Count:
     """Readings within the last ``length_s`` and how many of them are flagged, O(1) a reading."""
 
-    __slots__ = ("flagged", "items", "length_s", "total")
+    __slots__ = ("flagged", "items", "length", "length_s", "total")
 
     def __init__(self, length_s: float) -> None:
         self.length_s = length_s
+        self.length = timedelta(seconds=length_s)
         self.items: deque[tuple[datetime, bool, float]] = deque()
         self.flagged = 0
         self.total = 0.0
@@ -122,7 +123,7 @@ class _Count:
         self.items.append((at, flag, value))
         self.flagged += flag
         self.total += value
-        horizon = at - timedelta(seconds=self.length_s)
+        horizon = at - self.length
         while self.items[0][0] <= horizon:
             _, old_flag, old_value = self.items.popleft()
             self.flagged -= old_flag

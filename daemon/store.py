@@ -43,6 +43,15 @@ from pathlib import Path
 from daemon.readings import Reading, Vital
 
 _SCHEMA = """
+-- Alert events published and not yet confirmed by a delivery receipt (issue 14), and the
+-- receipts that confirmed them.
+CREATE TABLE IF NOT EXISTS awaiting_receipt (
+    event_id TEXT PRIMARY KEY, severity TEXT NOT NULL, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, expires_at REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS receipts (
+    event_id TEXT NOT NULL, consumer TEXT NOT NULL, at REAL NOT NULL
+);
 -- One row per (device, vital): raw readings name it by a small integer, not two strings.
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, device TEXT NOT NULL, vital TEXT NOT NULL, UNIQUE (device, vital)
@@ -143,20 +152,25 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate_autoincrement_outbox()
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        if "correlation" not in columns:  # a store written by an older crs-hub
-            self._db.execute("ALTER TABLE outbox ADD COLUMN correlation BLOB")
         self._series: dict[tuple[str, str], int] = {
             (device, vital): sid
             for sid, device, vital in self._db.execute("SELECT id, device, vital FROM series")
         }
         self._migrate_old_readings()
+        # The old shape, for readers of the file (the status page's chart history): no writes.
+        self._db.execute(
+            "CREATE VIEW IF NOT EXISTS readings AS SELECT r.ts AS ts, s.device AS device,"
+            " s.vital AS vital, r.value AS value FROM raw_readings r JOIN series s"
+            " ON s.id = r.series")
         # Outbox rows acknowledged by the broker but not yet deleted on disk (see above).
         self._acked: set[int] = set()
         # AUTOINCREMENT's promise without its page: a seq is never handed out twice by this
         # Store, even after the highest row was deleted (the Outbox keys its state by seq).
         self._next_seq = int(self._db.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]) + 1
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "correlation" not in columns:  # a store written by an older crs-hub
+            self._db.execute("ALTER TABLE outbox ADD COLUMN correlation BLOB")
         self._pending_readings: list[tuple[float, str, str, float]] = []
         self._flush_every = flush_every
         self._commit_interval_s = commit_interval_s
@@ -164,7 +178,7 @@ class Store:
         self._batch_started: float | None = None
 
     def close(self) -> None:
-        self.flush(force=True)
+        self.flush()
         if self._acked:
             with self._transaction(durable=False):
                 done = self._delete_acked()
@@ -205,45 +219,51 @@ class Store:
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone()
         if row is None or "AUTOINCREMENT" not in row[0].upper():
             return
+        columns = {info[1] for info in self._db.execute("PRAGMA table_info(outbox)")}
         with self._transaction():
             self._db.execute("DROP INDEX IF EXISTS outbox_topic")
             self._db.execute("ALTER TABLE outbox RENAME TO outbox_autoincrement")
             self._db.execute(
                 "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL,"
                 " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-                " created_at REAL NOT NULL, expires_at REAL)")
+                " created_at REAL NOT NULL, expires_at REAL, correlation BLOB)")
+            correlation = "correlation" if "correlation" in columns else "NULL"
             self._db.execute("INSERT INTO outbox SELECT seq, topic, payload, qos, retain,"
-                             " created_at, expires_at FROM outbox_autoincrement")
+                             f" created_at, expires_at, {correlation} FROM outbox_autoincrement")
             self._db.execute("DROP TABLE outbox_autoincrement")
 
     # --- readings -------------------------------------------------------------------------
     def add_readings(self, readings: Iterable[Reading]) -> None:
-        """Buffer readings; they are committed with the batch (see :meth:`flush`)."""
+        """Buffer readings; they are committed with the batch (see :meth:`flush_due`)."""
         self._pending_readings.extend(
             (r.observed_at.timestamp(), r.device, r.vital.value, r.value) for r in readings
         )
         if self._pending_readings and self._batch_started is None:
             self._batch_started = self._monotonic()
-        self.flush()
+        self.flush_due()
 
     @property
     def buffered_readings(self) -> int:
         """Readings taken but not yet committed (what a crash now would lose)."""
         return len(self._pending_readings)
 
-    def flush(self, *, force: bool = False) -> None:
-        """Commit the buffered readings if the batch is due, or now with ``force``.
-
-        Due means ``commit_interval_s`` since the first buffered reading, or ``flush_every``
-        readings. Cheap to call often (the shell may call it every second);
-        ``buffered_readings`` says what is still uncommitted.
-        """
+    def flush_due(self) -> None:
+        """Commit the buffered readings if the batch is due: ``commit_interval_s`` since the
+        first buffered reading, or ``flush_every`` readings. Cheap; the shell's timer calls
+        this (every second is fine), so that a batch is committed even when readings stop."""
         if not self._pending_readings:
             return
         started = self._batch_started if self._batch_started is not None else self._monotonic()
-        due = (len(self._pending_readings) >= self._flush_every
-               or self._monotonic() - started >= self._commit_interval_s)
-        if not (due or force):
+        if (len(self._pending_readings) >= self._flush_every
+                or self._monotonic() - started >= self._commit_interval_s):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the buffered readings now (one lazy ``synchronous=NORMAL`` transaction).
+
+        Calling this every second undoes the write budget; timers call :meth:`flush_due`.
+        """
+        if not self._pending_readings:
             return
         rows, self._pending_readings = self._pending_readings, []
         self._batch_started = None
@@ -266,7 +286,7 @@ class Store:
         Returns how many raw rows were folded. Losing a compaction in a power cut loses nothing
         (it runs again), so it commits lazily.
         """
-        self.flush(force=True)
+        self.flush()
         cutoff = now.timestamp() - raw_retention_s
         with self._transaction(durable=False):
             self._db.execute(
@@ -295,7 +315,7 @@ class Store:
     def stored_readings(self, vitals: Iterable[str], since: datetime) -> list[Reading]:
         """Readings of ``vitals`` from ``since`` on, oldest first: the per-minute means of
         compacted history, then the raw readings (for relearning baselines after a restart)."""
-        self.flush(force=True)
+        self.flush()
         names = sorted(set(vitals))
         if not names:
             return []
@@ -317,29 +337,38 @@ class Store:
 
     def last_reading_at(self) -> datetime | None:
         """When the hub last stored a reading (it was running then)."""
-        self.flush(force=True)
+        self.flush()
         row = self._db.execute(
             "SELECT MAX(ts) FROM (SELECT MAX(ts) AS ts FROM raw_readings"
             " UNION ALL SELECT MAX(minute) * 60.0 + 59 FROM readings_minute)").fetchone()
         return datetime.fromtimestamp(row[0], UTC) if row and row[0] is not None else None
 
     def count_readings(self) -> tuple[int, int]:
-        self.flush(force=True)
+        self.flush()
         raw = self._db.execute("SELECT COUNT(*) FROM raw_readings").fetchone()[0]
         minutes = self._db.execute("SELECT COUNT(*) FROM readings_minute").fetchone()[0]
         return int(raw), int(minutes)
 
     # --- alert journal + outbox -------------------------------------------------------------
     def record_transition(
-        self, entry: JournalEntry, messages: Sequence[OutboundMessage]
+        self, entry: JournalEntry, messages: Sequence[OutboundMessage], *,
+        await_receipt: OutboundMessage | None = None,
     ) -> list[int]:
         """Journal one alert transition and queue its messages, atomically.
 
         Returns the outbox sequence numbers. Retained-state messages replace any older
-        pending message for the same topic (only the newest state matters).
+        pending message for the same topic (only the newest state matters). ``await_receipt``:
+        the event message, kept until a delivery receipt confirms it (same transaction, so a
+        crash cannot leave an event published but not awaited).
         """
         with self._transaction():
             done = self._delete_acked()
+            if await_receipt is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO awaiting_receipt (event_id, severity, topic, payload,"
+                    " expires_at) VALUES (?, ?, ?, ?, ?)",
+                    (entry.event_id, entry.severity, await_receipt.topic, await_receipt.payload,
+                     await_receipt.expires_at))
             self._db.execute(
                 "INSERT INTO journal (alert_id, event_id, state, kind, severity, at, actor, record)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -357,6 +386,30 @@ class Store:
             seqs = [self._enqueue(m, entry.at.timestamp()) for m in messages]
         self._acked -= done
         return seqs
+
+    def awaiting_receipts(self) -> list[tuple[str, str, OutboundMessage]]:
+        """(event_id, severity, event message) of every event still awaiting a receipt."""
+        return [
+            (event_id, severity, OutboundMessage(topic, bytes(payload), 1, False, expires_at))
+            for event_id, severity, topic, payload, expires_at in self._db.execute(
+                "SELECT event_id, severity, topic, payload, expires_at FROM awaiting_receipt")
+        ]
+
+    def confirm_receipt(self, event_id: str, consumer: str, at: datetime) -> None:
+        """Journal a receipt; the event no longer awaits one."""
+        with self._transaction():
+            self._db.execute("INSERT INTO receipts (event_id, consumer, at) VALUES (?, ?, ?)",
+                             (event_id, consumer, at.timestamp()))
+            self._db.execute("DELETE FROM awaiting_receipt WHERE event_id = ?", (event_id,))
+
+    def receipts(self, event_id: str) -> list[tuple[str, datetime]]:
+        return [(consumer, datetime.fromtimestamp(at, UTC)) for consumer, at in self._db.execute(
+            "SELECT consumer, at FROM receipts WHERE event_id = ? ORDER BY rowid", (event_id,))]
+
+    def drop_awaiting(self, event_id: str) -> None:
+        """An event that expired unconfirmed stops awaiting (the alarm already said so)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM awaiting_receipt WHERE event_id = ?", (event_id,))
 
     def enqueue(self, message: OutboundMessage, now: datetime, *, exclude: Iterable[int] = ()) -> int:
         with self._transaction():
@@ -447,9 +500,9 @@ class Store:
                 m = row.message
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO outbox (seq, topic, payload, qos, retain, created_at,"
-                    " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " expires_at, correlation) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (row.seq, m.topic, m.payload, m.qos, int(m.retain), row.created_at,
-                     m.expires_at))
+                     m.expires_at, m.correlation_data))
                 restored += cursor.rowcount
         self._acked -= done
         return restored

@@ -21,6 +21,8 @@ implausible fall). Before, each was its own alarm: three for one strap taken off
 | BROKER_UNREACHABLE (hub) | no MQTT connection for broker_unreachable_s | connected again | MEDIUM |
 | HUB_FAULT (hub) | a scheduled job keeps failing (the shell decides) | the job runs again | MEDIUM |
 | ANNUNCIATOR_UNAVAILABLE (hub) | the hub cannot sound (no sound card, aplay failing) | it sounds again | MEDIUM |
+| PUBLISH_REFUSED (hub) | the broker refuses messages (v5 PUBACK failure code) | none refused | MEDIUM |
+| CARE_TEAM_NOT_REACHED (hub) | a high+ event has no delivery receipt in time (not while the broker is unreachable) | all confirmed or expired | HIGH |
 
 The window of an expected vital is temperature_s / heart_rate_s, or ``missed_intervals`` of the
 device's expected sample interval if that is longer (``expect(interval_s=...)``).
@@ -204,9 +206,12 @@ class TechnicalAlarms:
             feed = self._add_feed(w, reading.vital, at)
         if feed is not None and (feed.last_reading is None or at > feed.last_reading):
             feed.last_reading = at
-        if reading.vital is Vital.TEMPERATURE and w.fall is not None:
-            w.fall.observe(at, reading.value)
-        out.extend(self._update(reading.device, at))
+        fell = (w.fall.observe(at, reading.value)
+                if reading.vital is Vital.TEMPERATURE and w.fall is not None else None)
+        # Time-based conditions are raised by tick; a reading can only start a fall (raised at
+        # once) or help clear an open alarm. Skipping the rest keeps a 1 Hz stream cheap.
+        if fell or (WEARABLE, reading.device) in self._book:
+            out.extend(self._update(reading.device, at))
         return out
 
     def contact_lost(self, device: str, now: datetime) -> list[AlertTransition]:
@@ -254,13 +259,31 @@ class TechnicalAlarms:
         home would not hear an alert, so the page and the care team must know."""
         return self._hub_condition(AlertKind.ANNUNCIATOR_UNAVAILABLE, reason is not None, now)
 
-    def _hub_condition(self, kind: AlertKind, present: bool, now: datetime) -> list[AlertTransition]:
+    def delivery_health(self, refused: int, unreached: int,
+                        now: datetime) -> list[AlertTransition]:
+        """PUBLISH_REFUSED while the broker refuses messages (a broken ACL or quota: alerts are
+        not leaving); CARE_TEAM_NOT_REACHED while a high-or-worse event has no delivery receipt
+        in time, so the patient must phone. Not raised while BROKER_UNREACHABLE is open: that is
+        the same condition, already one alarm telling the patient to call."""
+        out = self._hub_condition(AlertKind.PUBLISH_REFUSED, refused > 0, now,
+                                  value=float(refused), unit="messages")
+        key: AlarmKey = (AlertKind.CARE_TEAM_NOT_REACHED, None)
+        broker_down = (AlertKind.BROKER_UNREACHABLE, None) in self._book
+        if unreached == 0 or key in self._book or not broker_down:
+            out += self._hub_condition(AlertKind.CARE_TEAM_NOT_REACHED, unreached > 0, now,
+                                       severity=Severity.HIGH, value=float(unreached),
+                                       unit="events")
+        return out
+
+    def _hub_condition(self, kind: AlertKind, present: bool, now: datetime, *,
+                       severity: Severity = Severity.MEDIUM, value: float | None = None,
+                       unit: str = "") -> list[AlertTransition]:
         self._seen(now)
         key: AlarmKey = (kind, None)
         if present:
             if key in self._book:
                 return []
-            return [self._raise(key, Severity.MEDIUM, None, "", None, now, None)]
+            return [self._raise(key, severity, value, unit, None, now, None)]
         if key not in self._book:
             return []
         return [self._book.clear(key, value=None, threshold=None, at=now)]

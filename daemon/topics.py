@@ -50,6 +50,11 @@ class Topics:
         return login if login and "/" not in login and login != "response" else None
 
     @property
+    def alert_receipt(self) -> str:
+        """Delivery receipts from the consumers that confirm what they have shown."""
+        return f"{self._patient}/alert/receipt"
+
+    @property
     def vitals(self) -> str:
         return f"{self._patient}/vitals"
 

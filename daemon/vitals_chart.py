@@ -109,7 +109,9 @@ def load_history(db_path: Path, now: datetime, *, off_body_below_c: float,
     since = (now - WINDOW).timestamp()
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        # raw readings are a view over the store's compact table (daemon/store.py)
+        tables = {r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         rows: list[tuple[float, str, float]] = []
         if "readings_minute" in tables:
             rows += db.execute(

@@ -28,11 +28,14 @@ if [ "$extra" = "test" ]; then
     have shellcheck || missing+=(shellcheck)
     have systemd-analyze || missing+=(systemd)
     have openssl || missing+=(openssl)
-    # The status page's browser tests: Debian's own chromium and its driver, never a download.
+    # Browser tests (status page, console): Debian's own chromium and its driver, never a download.
     have chromium || missing+=(chromium)
     have chromedriver || missing+=(chromium-driver)
     # The annunciator's tests measure the WAV files it writes (length, loudness).
     have sox || missing+=(sox)
+    # The clinic's dynamic-security scripts (console tests): mosquitto_rr/mosquitto_pub and jq.
+    have mosquitto_rr || missing+=(mosquitto-clients)
+    have jq || missing+=(jq)
 fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then

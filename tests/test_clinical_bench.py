@@ -44,9 +44,13 @@ def test_scoring_counts_delay_miss_false_alerts_and_clears_while_febrile() -> No
     assert s.cleared_febrile == 1 and s.false_clinical["fever"] == 1
     assert s.technical["no_data"] == 1
 
+    everything = set(range(WEEK_MIN))  # the patch read every minute
     missed = ScenarioScore("crs_onset")
-    score(Outcome(week, []), missed, Random(1))
-    assert (missed.delays, missed.misses) == ([], 1)
+    score(Outcome(week, [], usable_minutes=everything), missed, Random(1))
+    assert (missed.delays, missed.misses, missed.unseen) == ([], 1, 0)
+    unseen = ScenarioScore("crs_onset")  # the patch sent nothing usable: out of range, off
+    score(Outcome(week, []), unseen, Random(1))
+    assert (unseen.misses, unseen.unseen) == (0, 1)
     late = ScenarioScore("crs_onset")
     score(Outcome(week, [Event(fever.start_s + 300, "f1", AlertKind.FEVER, AlertState.RAISED,
                                "temp-patch")]), late, Random(1))
@@ -56,7 +60,7 @@ def test_scoring_counts_delay_miss_false_alerts_and_clears_while_febrile() -> No
 def test_a_missed_goal_fails() -> None:
     week = generate("c", "crs_onset", 3)
     s = ScenarioScore("crs_onset")
-    score(Outcome(week, []), s, Random(1))
+    score(Outcome(week, [], usable_minutes=set(range(WEEK_MIN))), s, Random(1))
     verdicts = {name: ok for name, _, _, ok in goals([s])}
     assert verdicts["fever episodes missed"] is False
     assert verdicts["fever alerts cleared while febrile"] is True

@@ -472,9 +472,8 @@ def test_bridge_template_carries_alerts_out_and_acks_in(
                 assert time.monotonic() < deadline, "ack never crossed the bridge"
         assert (topic_, payload) == (ack, b'{"alert_id":"a1","actor":"nurse-7"}')
 
-        # Delivery receipts and team-addressed acks cross the bridge inward too, at QoS 1.
-        for leaf, body in (("alert/receipt", b'{"event_id":"e1","consumer":"team-oncology"}'),
-                           (f"alert/ack/{TEAM}", b'{"alert_id":"a1","actor":"nurse-7"}')):
+        # Delivery receipts cross the bridge inward too, at QoS 1.
+        for leaf, body in (("alert/receipt", b'{"event_id":"e1","consumer":"team-oncology"}'),):
             inbound = topic(HUB_A, PATIENT_A, leaf)
             assert ok(hub.subscribe(inbound))
             deadline = time.monotonic() + WAIT

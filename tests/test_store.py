@@ -61,7 +61,7 @@ def test_alerts_and_outbox_inserts_commit_with_full_sync_readings_lazily(tmp_pat
     store.enqueue(OutboundMessage("t/s", b"s", 1, True), T0)
     store.add_readings([Reading("strap", Vital.HEART_RATE, 70.0, T0)])
     clock.t = 60.0
-    store.flush()
+    store.flush_due()
     assert commits == [("FULL", {"journal", "outbox"}), ("FULL", {"outbox"}),
                        ("NORMAL", {"series", "raw_readings"})]
 
@@ -78,14 +78,14 @@ def test_readings_commit_in_batches_on_the_monotonic_clock(tmp_path: Path) -> No
     for i in range(59):
         clock.t = float(i)
         store.add_readings([Reading("strap", Vital.HEART_RATE, 70.0, T0 + timedelta(seconds=i))])
-        store.flush()
+        store.flush_due()
     assert committed() == 0 and store.buffered_readings == 59
     clock.t = 60.0
-    store.flush()
+    store.flush_due()
     assert committed() == 59 and store.buffered_readings == 0
     store.add_readings([Reading("strap", Vital.HEART_RATE, 71.0, T0 + timedelta(seconds=60))])
     assert committed() == 59
-    store.flush(force=True)
+    store.flush()
     assert committed() == 60
 
 
@@ -152,8 +152,12 @@ def test_a_database_from_before_the_write_budget_is_migrated(tmp_path: Path) -> 
     assert store.count_readings() == (5, 0)
     assert [(r.seq, r.message.payload) for r in store.pending()] == [(7, b"e")]
     assert store.enqueue(OutboundMessage("t/e", b"f"), T0) == 8
-    tables = {n for (n,) in store._db.execute("SELECT name FROM sqlite_master")}
-    assert "readings" not in tables and "outbox_topic" not in tables
+    kinds = dict(store._db.execute("SELECT name, type FROM sqlite_master").fetchall())
+    assert kinds["readings"] == "view" and "outbox_topic" not in kinds
+    # Readers of the old shape (the status page's chart history) still find the rows.
+    assert store._db.execute("SELECT COUNT(*), MIN(value) FROM readings WHERE vital ="
+                             " 'heart_rate' AND device = 'strap'").fetchone() == (5, 70.0)
+    tables = set(kinds)
     assert "sqlite_sequence" not in tables or store._db.execute(
         "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'outbox'").fetchone()[0] == 0
 
@@ -231,3 +235,16 @@ def test_enqueue_many_is_one_durable_commit_with_the_same_coalescing(tmp_path: P
     assert commits == [("FULL", {"outbox"})]
     assert seqs == [old + 1, old + 2, old + 3]
     assert [r.message.payload for r in store.pending()] == [b"a", b"b", b"e"]
+
+
+def test_the_status_pages_chart_history_reads_the_stores_readings(tmp_path: Path) -> None:
+    from daemon.vitals_chart import load_history
+
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    store.add_readings([Reading("patch", Vital.TEMPERATURE, 37.0 + i / 100,
+                                T0 + timedelta(minutes=i)) for i in range(10)]
+                       + [Reading("strap", Vital.HEART_RATE, 80.0, T0 + timedelta(minutes=3))])
+    store.flush()
+    history = load_history(path, T0 + timedelta(hours=1), off_body_below_c=34.0, marker_label={})
+    assert len(history.temperature) == 10 and len(history.heart_rate) == 1
