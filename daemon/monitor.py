@@ -622,13 +622,18 @@ class Monitor:
                         out.devices.append(self.device_status(reading.device,
                                                               self._time.stamp(t)))
             fever = clinical.observe(reading)
-            transitions += fever
-            transitions += self.emergency.note_fever(fever)  # the combined kinds
-            transitions += self.emergency.observe(
-                reading, spot_check=spo2_spot_check(characteristic, reading.spot_check))
-            self.trend.note_fever(fever)  # no notice while a fever is open
-            transitions += self.trend.observe(reading)
-            transitions += self.notices.observe(reading)
+            if fever:
+                transitions += fever
+                transitions += self.emergency.note_fever(fever)  # the combined kinds
+                self.trend.note_fever(fever)  # no notice while a fever is open
+            # Dispatched by vital: each engine ignores the others', but the ingest path is hot.
+            vital = reading.vital
+            if vital is Vital.SPO2 or vital is Vital.SYSTOLIC:
+                transitions += self.emergency.observe(
+                    reading, spot_check=spo2_spot_check(characteristic, reading.spot_check))
+            elif vital is Vital.TEMPERATURE:
+                transitions += self.trend.observe(reading)
+                transitions += self.notices.observe(reading)
             transitions += technical.observe(reading)
             out.readings.append(
                 replace(reading, observed_at=self._time.stamp(reading.observed_at))
