@@ -22,8 +22,15 @@ import json
 import re
 from typing import Any
 
+from daemon.alerts import AlertKind
+
 ID_PATTERN = re.compile(r"[a-z0-9-]+")
 _MAC_LIKE = re.compile(r"(?:[0-9a-f]{2}-){5}[0-9a-f]{2}")
+# Home Assistant is the patient's own: a care-team-only notice (temperature_trend) in the
+# retained alert state must not turn the patient's "CRS alert" on (issue 13).
+_PATIENT_OPEN = ("(value_json.open | rejectattr('kind', 'in', "
+                 + json.dumps(sorted(k.value for k in AlertKind if k.is_care_team_only))
+                 + ") | list)")
 
 # Vital name (daemon.readings.Vital value) -> (entity key, VitalsSample field, HA entity settings).
 _VITAL_SENSORS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -134,15 +141,15 @@ def discovery_messages(
     add("binary_sensor", "alert", {
         "name": "CRS alert",
         "stat_t": f"{patient_base}/alert/state",
-        "val_tpl": "{{ 'ON' if value_json.open | length > 0 else 'OFF' }}",
+        "val_tpl": f"{{{{ 'ON' if {_PATIENT_OPEN} | length > 0 else 'OFF' }}}}",
         "pl_on": "ON",
         "pl_off": "OFF",
         "dev_cla": "problem",
         "json_attr_t": f"{patient_base}/alert/state",
         "json_attr_tpl": (
-            "{{ {'open_alerts': value_json.open | length,"
-            " 'kinds': value_json.open | map(attribute='kind') | list,"
-            " 'severities': value_json.open | map(attribute='severity') | list,"
+            f"{{{{ {{'open_alerts': {_PATIENT_OPEN} | length,"
+            f" 'kinds': {_PATIENT_OPEN} | map(attribute='kind') | list,"
+            f" 'severities': {_PATIENT_OPEN} | map(attribute='severity') | list,"
             " 'updated_at': value_json.updated_at} | tojson }}"
         ),
         "qos": 1,

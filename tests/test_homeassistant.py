@@ -278,6 +278,17 @@ def test_templates_render_the_hub_payloads() -> None:
     assert attributes == {"open_alerts": 1, "kinds": ["fever"], "severities": ["high"],
                           "updated_at": "2025-01-02T03:04:05Z"}
 
+    # issue 13: a care-team-only notice open beside nothing else leaves the patient's sensor off
+    trend = AlertStateSnapshot(hub_id=HUB, patient_id=PATIENT, updated_at=NOW,
+                               open=[_alert(AlertKind.TEMPERATURE_TREND, Severity.LOW)]).to_json()
+    assert render(alert["value_template"], trend) == "OFF"
+    assert json.loads(render(alert["json_attributes_template"], trend))["kinds"] == []
+    both = AlertStateSnapshot(hub_id=HUB, patient_id=PATIENT, updated_at=NOW,
+                              open=[_alert(AlertKind.TEMPERATURE_TREND, Severity.LOW),
+                                    _alert(AlertKind.FEVER, Severity.HIGH)]).to_json()
+    assert render(alert["value_template"], both) == "ON"
+    assert json.loads(render(alert["json_attributes_template"], both))["kinds"] == ["fever"]
+
     vitals = VitalsSample(observed_at=NOW, temperature_c=37.1, heart_rate_bpm=72).to_json()
     assert render(found[f"{PATIENT}_temperature"][1]["value_template"], vitals) == "37.1"
     assert render(found[f"{PATIENT}_heart_rate"][1]["value_template"], vitals) == "72.0"

@@ -43,3 +43,23 @@ def test_the_message_and_tag_use_fields_the_alert_event_has() -> None:
     for used in ("patient_message", "alert_id", "severity", "state", "kind"):
         assert f"event.{used}" in text and used in fields, used
     assert "'cleared'" in text and "clear_notification" in text
+
+
+def test_care_team_only_events_never_reach_the_patients_phone() -> None:
+    """issue 13: a temperature_trend notice is published on alert/event for the care team; the
+    blueprint's condition (rendered as Home Assistant renders it) must drop it."""
+    (condition,) = load()["condition"]
+    template = jinja2.Environment().from_string(condition["value_template"])
+
+    def passes(**payload: Any) -> bool:
+        event = {"state": "raised", "patient_message": "text", **payload}
+
+        class Trigger:
+            payload_json = event
+
+        return template.render(trigger=Trigger).strip() == "True"
+
+    assert passes(kind="fever")  # an event from before the field existed still goes out
+    assert passes(kind="fever", care_team_only=False)
+    assert not passes(kind="temperature_trend", care_team_only=True)
+    assert "care_team_only" in AlertEvent.model_fields
