@@ -78,6 +78,9 @@ _SEVERITY_WORDS = {
 _KIND_WORDS = {
     "fever": "fever", "high_fever": "high fever", "tachycardia": "fast heart rate",
     "fever_tachycardia": "fever and fast heart rate", "symptom_reported": "symptom reported",
+    "hypoxia": "low oxygen", "fever_hypoxia": "fever and low oxygen",
+    "hypotension": "low blood pressure", "fever_hypotension": "fever and low blood pressure",
+    "spot_check_reminder": "time to take your temperature",
 }
 
 

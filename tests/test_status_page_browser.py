@@ -192,6 +192,28 @@ def test_a_care_team_only_notice_never_reaches_the_patients_page(
     assert not driver.title.startswith("Alert")
 
 
+def test_an_emergency_and_a_reminder_show_in_plain_words(
+        driver: Any, server: PageServer, clock: FakeClock) -> None:
+    from daemon.alerts import AlertKind, Severity
+    from daemon.monitor import MonitorOutput
+    from tests.support.page_scenes import fever_event
+
+    def scene() -> None:
+        page, config = server.page, server.page.config
+        all_clear(page, config, clock.now)
+        event, snapshot = fever_event(config, clock.now - timedelta(minutes=2), value=87,
+                                      kind=AlertKind.FEVER_HYPOXIA, severity=Severity.EMERGENCY)
+        page.on_output(MonitorOutput(events=[event]), snapshot)
+
+    server.call(scene)
+    sign_in(driver, server)
+    alert = driver.find_element(By.CSS_SELECTOR, "article.alert")
+    assert alert.find_element(By.TAG_NAME, "h2").text == "Emergency: fever and low oxygen"
+    assert "Your oxygen level has stayed below 90 % (87 %) and you have a fever. Call 911 now." \
+        in alert.text
+    assert "NEWS" not in driver.page_source
+
+
 def test_i_have_called_sends_a_patient_acknowledgement(
         driver: Any, server: PageServer, clock: FakeClock, recorder: Recorder) -> None:
     event = server.call(lambda: fever(server.page, server.page.config, clock.now))
