@@ -235,3 +235,27 @@ def test_a_restarted_hub_relearns_both_baselines_from_its_store(mosquitto: Mosqu
     assert event["baseline"] == {"sbp_baseline_mmhg": 122.0, "source": "learned",
                                  "readings_used": 3, "readings_needed": 3}
     assert status["sbp_baseline"]["sbp_baseline_mmhg"] == 122.0
+
+
+def test_the_scheduler_itself_fires_a_therapy_job_into_the_monitor(mosquitto: Mosquitto,
+                                                                   tmp_path: Path) -> None:
+    """APScheduler's own date trigger, a second from now, runs the job on the hub's loop."""
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+    therapy = {**THERAPY, "doses": [{"at": soon.isoformat(), "label": "infusion",
+                                     "kind": "infusion"}], "product_class": "car_t"}
+    clock = FakeClock(soon - timedelta(seconds=2))
+
+    async def life(care_team: Subscriber) -> None:
+        hub = new_hub(tmp_path / "data", mosquitto.port, clock, therapy=therapy)
+        await hub.start()
+        assert await hub.wait_connected(10)
+        assert await until(lambda: any(e["kind"] == "monitoring_window_started"
+                                       for e in care_team.events()), 10)
+        await hub.stop()
+
+    with Subscriber(mosquitto.port) as care_team:
+        asyncio.run(life(care_team))
+        started = [e for e in care_team.events() if e["kind"] == "monitoring_window_started"]
+    # CAR-T: 14 days (FDA, June 2025); care team only, raised and cleared as one notice
+    assert [(e["state"], e["tier"], e["value"]) for e in started] == [
+        ("raised", "care_team", 14.0), ("cleared", "care_team", 14.0)]
