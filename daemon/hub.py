@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from daemon import __version__
 from daemon.alerts import AlertKind
+from daemon.clock_sync import clock_synchronized
 from daemon.config import Config
 from daemon.escalation import TrackedAlert
 from daemon.homeassistant import discovery_messages, is_ha_online
@@ -306,8 +307,8 @@ class Hub:
         self.submit(HubResources(self.outbox.pending, free, now, self._mono()))
         self.telemetry.publish(self.topics.hub_status, self._status_payload("online", now),
                                qos=1, retain=True)
-        for device_id in self.devices:
-            self.delivery.device_status(self.monitor.device_status(device_id, now))
+        self.delivery.device_statuses(
+            [self.monitor.device_status(device_id, now) for device_id in self.devices])
         self.outbox.kick()
 
     def compact(self) -> None:
@@ -424,6 +425,7 @@ class Hub:
             devices_connected=sum(d.connected for d in self.devices.values()) if online else None,
             devices_configured=len(self.devices),
             outbox_pending=self.outbox.pending if online else None,
+            clock_synchronized=clock_synchronized() if online else None,
         ).to_json()
 
 

@@ -92,6 +92,14 @@ class OutboxSink:
                                            status.to_json(), 1, True), status.updated_at,
                            exclude=self.outbox.seqs_in_flight)
 
+    def device_statuses(self, statuses: list[DeviceStatus]) -> None:
+        """Several retained device statuses in one durable commit (the heartbeat's): one fsync
+        instead of one per wearable, which is most of what the hub writes to its SD card."""
+        if statuses:
+            self.store.enqueue_many(
+                [OutboundMessage(self._topics.device_status(s.device), s.to_json(), 1, True)
+                 for s in statuses], statuses[0].updated_at, exclude=self.outbox.seqs_in_flight)
+
     def snapshot(self, snapshot: AlertStateSnapshot) -> None:
         """Re-queue the retained alert state (after an outage it must be right, even empty)."""
         self.retained(self._topics.alert_state, snapshot.to_json())

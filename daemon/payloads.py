@@ -127,6 +127,9 @@ class HubStatus(_Payload):
     devices_connected: int | None = None
     devices_configured: int | None = None
     outbox_pending: int | None = None
+    # False: the hub's wall clock is not synchronised (a Pi without a real-time clock before NTP
+    # has run), so the times in its events may be off; the rules are not affected.
+    clock_synchronized: bool | None = None
 
 
 class DeviceStatus(_Payload):

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from daemon.bluetooth import BluetoothManager, SessionSpec
+from daemon.clock_sync import clock_synchronized
 from daemon.config import Config
 from daemon.hub import Hub, system_clock
 from daemon.monitor import AnnunciatorProblem, MonitorOutput
@@ -80,6 +81,8 @@ def status_line(hub: Hub, bluetooth: BluetoothManager | None) -> str:
     broker = "broker connected" if hub.link.connected else "BROKER UNREACHABLE"
     if hub.store_failures:
         broker += f", STORE FAILING ({hub.store_failures} alert(s) not journaled)"
+    if clock_synchronized() is False:
+        broker += ", CLOCK NOT SYNCHRONISED (event times may be off)"
     if hub.sound_problem:
         broker += ", CANNOT SOUND ALARMS"
     if hub.failing_jobs:

@@ -194,3 +194,20 @@ def test_a_symptom_report_goes_to_the_care_team_at_once_and_worsens_to_emergency
     cleared = clinical(m.handle(Tick(T0 + timedelta(hours=12, minutes=5))).events)
     assert [(e.kind, e.state) for e in cleared] == [
         (AlertKind.SYMPTOM_REPORTED, AlertState.CLEARED)]
+
+
+@pytest.mark.parametrize("step", [timedelta(hours=-2), timedelta(hours=2), timedelta(days=1)],
+                         ids=["-2h", "+2h", "+1d"])
+def test_a_clock_step_during_a_fever_onset_changes_neither_delay_nor_silence(
+        tmp_path: Path, step: timedelta) -> None:
+    """Issue 14: the wall clock steps 30 s into a fever onset. The alert comes at its normal
+    delay in true (monotonic) time, no technical alarm fakes or hides a gap, and its stamps
+    are the corrected wall time."""
+    events = run_fever(monitor(tmp_path), wall_shift=step, shift_from_s=30, with_mono=True)
+    fever = clinical(events)
+    assert [(e.kind, e.state) for e in fever] == [(AlertKind.FEVER, AlertState.RAISED)]
+    assert fever[0].event_at == T0 + timedelta(seconds=60) + step
+    assert fever[0].raised_at == T0 + timedelta(seconds=60) + step
+    technical = {e.kind for e in events if e.technical and e.state is AlertState.RAISED}
+    assert technical == {AlertKind.NO_DATA}  # the strap, which never sent (a real gap)
+    assert all(e.device == "chest-strap" for e in events if e.technical)

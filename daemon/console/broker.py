@@ -16,13 +16,11 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from daemon.config import MqttSettings
 from daemon.console.config import ConsoleConfig
 from daemon.console.service import LIMITS
 from daemon.mqtt_link import IncomingMessage, LinkCallbacks, MqttLink
-from daemon.payloads import AlertEvent
+from daemon.payloads import AlertEvent, DeliveryReceipt
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +43,6 @@ def subscriptions(config: ConsoleConfig) -> list[tuple[str, int]]:
 
 
 MAX_INPUT_BYTES = LIMITS.max_bytes
-
-
-class DeliveryReceipt(BaseModel):
-    """``{"event_id", "consumer"}`` on ``.../alert/receipt`` (docs/delivery.md): this console
-    has shown that alert event. ``consumer`` is the console's MQTT username, a pseudonym."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    event_id: str = Field(min_length=1, max_length=64)
-    consumer: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 def receipt_topic(prefix: str, hub_id: str, patient_id: str) -> str:
