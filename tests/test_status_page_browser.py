@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from daemon.access_code import AccessCode
@@ -26,6 +25,7 @@ from tests.support.browser import (
     RawClient,
     chromium,
     no_horizontal_scroll,
+    page_left,
     phone_width,
 )
 from tests.support.hubs import FakeClock
@@ -77,7 +77,7 @@ def click(driver: Any, by: str, what: str) -> None:
     """Click a control that loads a new page, and wait until the old page is gone."""
     element = driver.find_element(by, what)
     element.click()
-    WebDriverWait(driver, 10).until(staleness_of(element))
+    WebDriverWait(driver, 10).until(page_left(element))
 
 
 def sign_in(driver: Any, server: PageServer, code: str = CODE) -> None:

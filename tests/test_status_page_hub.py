@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 from daemon.access_code import AccessCode
@@ -20,7 +19,7 @@ from daemon.decoding import CHARACTERISTICS
 from daemon.encoding import encode_temperature
 from daemon.hub import Hub
 from daemon.status_page import StatusPage, StatusPageSettings
-from tests.support.browser import PageServer, chromium
+from tests.support.browser import PageServer, chromium, page_left
 from tests.support.hubs import FakeClock, Subscriber, hub_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.page_scenes import CODE
@@ -89,7 +88,7 @@ def driver(browser: Any) -> Any:
 def click(driver: Any, by: str, what: str) -> None:
     element = driver.find_element(by, what)
     element.click()
-    WebDriverWait(driver, 10).until(staleness_of(element))
+    WebDriverWait(driver, 10).until(page_left(element))
 
 
 def sign_in(driver: Any, running: HubWithPage) -> None:

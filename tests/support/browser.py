@@ -153,3 +153,20 @@ class RawClient:
 
     def sign_in(self, code: str) -> int:
         return self.request("POST", "/login", {"csrf": self.csrf("/login"), "code": code})[0]
+
+
+def page_left(element: Any) -> Callable[[Any], bool]:
+    """A WebDriverWait condition: ``element``'s page has been replaced. Like Selenium's
+    staleness_of, but chromium sometimes answers the check for a node of the old document with
+    "Node with given id does not belong to the document" (a plain WebDriverException) instead of
+    a stale-element error: that too means the old page is gone."""
+    from selenium.common.exceptions import WebDriverException
+
+    def gone(_driver: Any) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    return gone

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.support.browser import PageServer, chromium
+from tests.support.browser import PageServer, chromium, page_left
 from tests.support.hubs import FakeClock
 from tests.support.page_scenes import CODE, Recorder, all_clear, fever, make_page
 
@@ -50,7 +49,7 @@ def main(out: Path) -> None:
                     driver.find_element(By.ID, "code").send_keys(CODE)
                     button = driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button")
                     button.click()
-                    WebDriverWait(driver, 10).until(staleness_of(button))
+                    WebDriverWait(driver, 10).until(page_left(button))
                     driver.find_element(By.CSS_SELECTOR, "form[action='/logout']")
                     full_page(driver, out / f"page-{name}.png", width, mobile)
             print(out / f"page-{name}.png")
