@@ -1,13 +1,17 @@
 """``python -m bench faults``: kill -9 the broker and the hub during bursts of alerts, then count
 every alert by alert_id (reliability.md §5, "loss accounting under faults").
 
-    .venv/bin/python -m bench faults [--rounds 2] [--wave 15] [--kills 3] [--workdir DIR]
+    .venv/bin/python -m bench faults [--quick] [--rounds 2] [--wave 15] [--kills 3]
+        [--broker-kills 30] [--seed 14] [--workdir DIR]
 
-Needs mosquitto (PATH or /usr/sbin). Takes about 12 s on 2 cores. The last line is exactly
+Needs mosquitto (PATH or /usr/sbin). Takes about 2 min on 2 cores (``--quick``: about 40 s).
+The last line is exactly
 
-    faults: generated=N delivered=N lost=0 duplicates=D drain_s=X
+    faults: generated=N delivered=N lost=0 duplicates=D drain_s=X resent=R \
+        receipt_p50_s=X receipt_p99_s=X receipt_max_s=X awaiting=0
 
-and the exit status is non-zero if any alert was lost (or raised twice after a restart).
+and the exit status is non-zero if any alert or event was lost (or raised twice after a
+restart), or if anything still awaits a receipt after the final drain.
 
 Scenario "broker" (the hub in this process, a real mosquitto): per round, three waves of real
 NO_DATA alarms (silent temperature patches). Wave A reaches the care team directly. Wave B is
@@ -23,6 +27,18 @@ broker up): patches fall silent and come back in a cycle, so alarms are raised a
 continuously; the hub is killed with -9 ``--kills`` times mid-burst and restarted on the same
 data directory; a last process drains the outbox. Here an alert counts as delivered only if every
 event journaled for it (raised, cleared) reached the care team: the outbox alone must do it.
+
+Scenario "subscriber" (tests/support/receipt_faults.py; counted at the subscriber, by event_id):
+a real-time hub raises and clears NO_DATA alarms continuously while mosquitto, running the
+shipped config (deploy/mosquitto/crs-hub.conf via tests/support/broker_conf.py), is killed with
+-9 ``--broker-kills`` times at seeded random moments and restarted. The subscriber is a
+persistent MQTT v5 session (fixed client id, clean start off, session expiry) that also goes
+offline for seconds at a time, and sends a delivery receipt for every alert event delivery; the
+hub has it as its receipt consumer (re-send after 1 s, doubling to 8 s). Every event the hub
+journaled must reach the subscriber at least once, and after a final drain nothing may await a
+receipt. Its figures: kills, offline periods, re-sends (all; while the subscriber was away), time
+from publish to receipt (p50/p99/max, real seconds), events still awaiting, duplicates seen at
+the subscriber.
 
 Counts: generated = distinct alert_ids raised in the journals (the hub's own outage alarm
 included); delivered = of those, delivered as defined above; lost = generated - delivered;
@@ -43,7 +59,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import mosquitto_binary, quiet_logging
+from bench.common import mosquitto_binary, percentile, quiet_logging
 from daemon.hub import Hub
 from tests.support.faults import (
     CareTeam,
@@ -60,6 +76,7 @@ from tests.support.faults import (
 )
 from tests.support.hubs import T0, FakeClock
 from tests.support.mosquitto import Mosquitto, running_mosquitto
+from tests.support.receipt_faults import ReceiptFaultOutcome, ReceiptFaultRun
 
 FAST_ESCALATION = {"enabled": True,
                    "repeat_min": {s: 0.5 for s in ("low", "medium", "high", "critical",
@@ -231,6 +248,39 @@ def hub_scenario(workdir: Path, kills: int, raises_per_life: int) -> Outcome:
     return outcome
 
 
+# --- kill -9 of mosquitto, counted at a subscriber that confirms -----------------------------
+
+def subscriber_scenario(workdir: Path, kills: int, seed: int) -> ReceiptFaultOutcome:
+    return ReceiptFaultRun(workdir, mosquitto_binary(), kills=kills, seed=seed).run()
+
+
+# The reference run: the old 60 s broker timer, no receipts, and kills and absences longer than
+# the outbox's 5 s re-send window. It shows that counting at the subscriber catches loss.
+OLD_TIMER = {"autosave_on_changes": "false", "autosave_interval": "60"}
+
+
+def reference_scenario(workdir: Path, seed: int) -> ReceiptFaultOutcome:
+    return ReceiptFaultRun(workdir / "reference", mosquitto_binary(), kills=3, seed=seed,
+                           receipts=False, broker_overrides=OLD_TIMER, up_s=(6.0, 9.0),
+                           online_s=(1.0, 3.0), away_s=(4.0, 10.0)).run()
+
+
+def receipt_figures(o: ReceiptFaultOutcome) -> str:
+    ttr = o.time_to_receipt_s
+    return (f"resent={o.resent} receipt_p50_s={percentile(ttr, 50):.2f} "
+            f"receipt_p99_s={percentile(ttr, 99):.2f} receipt_max_s={max(ttr, default=0.0):.2f} "
+            f"awaiting={o.awaiting_end}")
+
+
+def subscriber_line(o: ReceiptFaultOutcome) -> str:
+    return (f"faults[subscriber]: generated={len(o.journaled)} "
+            f"delivered={len(o.journaled & o.received)} lost={len(o.lost)} "
+            f"duplicates={o.duplicates} drain_s={o.drain_s:.2f} {receipt_figures(o)} "
+            f"(events, by event_id; kills={o.kills} offline_periods={o.offline_periods} "
+            f"resent_while_away={o.resent_while_away} confirmed={o.confirmed} "
+            f"run_s={o.elapsed_s:.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench faults", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,9 +290,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=3, help="hub kills (default 3)")
     parser.add_argument("--raises", type=int, default=25,
                         help="alarms a hub process raises before it is killed (default 25)")
+    parser.add_argument("--broker-kills", type=int, default=None,
+                        help="kill -9 of mosquitto in the subscriber scenario (default 30; "
+                             "--quick: 8)")
+    parser.add_argument("--seed", type=int, default=14,
+                        help="seeds the subscriber scenario's kill and offline moments")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run (about 40 s): 1 broker round, 2 hub kills, 8 broker "
+                             "kills in the subscriber scenario, no reference run")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the brokers' and hubs' files here (default: a temp dir)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.kills = 1, 2
+    broker_kills = args.broker_kills if args.broker_kills is not None else (
+        8 if args.quick else 30)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="crs-bench-faults-"))
     workdir.mkdir(parents=True, exist_ok=True)
     quiet_logging(workdir / "bench-faults.log")
@@ -250,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcomes = [broker_scenario(workdir, args.rounds, args.wave),
                     hub_scenario(workdir, args.kills, args.raises)]
+        subscriber = subscriber_scenario(workdir, broker_kills, args.seed)
+        reference = None if args.quick else reference_scenario(workdir, args.seed)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -257,14 +321,23 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.line())
         for alert_id in sorted(outcome.lost):
             print(f"  lost: {alert_id}")
-    generated = sum(len(o.generated) for o in outcomes)
-    delivered = sum(len(o.delivered & o.generated) for o in outcomes)
-    lost = sum(len(o.lost) for o in outcomes)
-    duplicates = sum(o.duplicates for o in outcomes)
-    drain = max(d for o in outcomes for d in o.drains) if any(o.drains for o in outcomes) else 0.0
+    print(subscriber_line(subscriber))
+    for event_id in sorted(subscriber.lost):
+        print(f"  lost event: {event_id}")
+    if reference is not None:
+        print(f"# reference, not in the totals: the old 60 s broker timer, no receipts: "
+              f"generated={len(reference.journaled)} lost={len(reference.lost)} "
+              f"(kills={reference.kills} offline_periods={reference.offline_periods})")
+    # Alerts (broker, hub scenarios) and events (subscriber scenario) add up as items lost.
+    generated = sum(len(o.generated) for o in outcomes) + len(subscriber.journaled)
+    delivered = sum(len(o.delivered & o.generated) for o in outcomes) + len(
+        subscriber.journaled & subscriber.received)
+    lost = sum(len(o.lost) for o in outcomes) + len(subscriber.lost)
+    duplicates = sum(o.duplicates for o in outcomes) + subscriber.duplicates
+    drain = max([d for o in outcomes for d in o.drains] + [subscriber.drain_s])
     print(f"# {time.monotonic() - started:.1f} s; workdir {workdir}"
           + ("" if args.workdir else " (removed)"))
     print(f"faults: generated={generated} delivered={delivered} lost={lost} "
-          f"duplicates={duplicates} drain_s={drain:.2f}")
-    return 1 if lost or any(o.reraised for o in outcomes) else 0
+          f"duplicates={duplicates} drain_s={drain:.2f} {receipt_figures(subscriber)}")
+    return 1 if lost or subscriber.awaiting_end or any(o.reraised for o in outcomes) else 0
 

@@ -338,7 +338,8 @@ class Hub:
     def _check_delivery(self, now: datetime) -> None:
         """Re-publish unconfirmed events that are due, and tell the monitor how delivery stands
         (only when it changes: this runs every tick)."""
-        if self.receipts.enabled:
+        # While the link is down the outbox holds what was sent; copies would only pile up.
+        if self.receipts.enabled and self.link.connected:
             for message in self.receipts.due():
                 self.delivery.resend(message)
         health = (len(self.outbox.refused),

@@ -105,12 +105,17 @@ class CareTeam:
     silently gone after a broker restart. Use a fresh client id for a fresh session.
     ``auto_ack``: answer every raised/escalated/severity_changed event with an AlertAck, the
     application-level acknowledgement that stops the hub's re-announcements.
+    ``receipt_consumer``: confirm every alert event delivery (duplicates included) with a
+    delivery receipt ``{"event_id", "consumer"}`` on ``.../alert/receipt``, as the care-team
+    console does (docs/delivery.md).
     """
 
     def __init__(self, port: int, *, client_id: str = "care-team", actor: str = "nurse-7",
                  persistent: bool = False, auto_ack: bool = False,
-                 topic: str = "crs/v1/#") -> None:
+                 topic: str = "crs/v1/#", receipt_consumer: str | None = None) -> None:
         self.port = port
+        self.receipt_consumer = receipt_consumer
+        self.receipts_sent = 0
         self.client_id = client_id
         self.actor = actor
         self.persistent = persistent
@@ -156,8 +161,16 @@ class CareTeam:
         """Disconnect cleanly; a persistent session stays at the broker and queues for us."""
         self.stop()
 
-    def go_online(self) -> None:
+    def go_online(self, *, wait: bool = True) -> None:
+        """Reconnect. ``wait=False``: do not wait for the broker (it may be down: paho's loop
+        keeps trying until it is back)."""
         self._subscribed.clear()
+        if not wait:
+            self.client.connect_async("127.0.0.1", self.port, keepalive=10,
+                                      clean_start=not self.persistent,
+                                      properties=self._properties)
+            self.client.loop_start()
+            return
         self.client.connect("127.0.0.1", self.port, keepalive=10,
                             clean_start=not self.persistent, properties=self._properties)
         self.client.loop_start()
@@ -181,6 +194,9 @@ class CareTeam:
                             time.monotonic())
         with self._lock:
             self.deliveries.append(delivery)
+        if self.receipt_consumer and msg.topic.endswith("/alert/event") and msg.payload:
+            self.send_receipt(delivery.json()["event_id"],
+                              topic=msg.topic[: -len("event")] + "receipt")
         if self.auto_ack and msg.topic.endswith("/alert/event") and msg.payload:
             event = delivery.json()
             if event["state"] in ACKABLE:
@@ -206,6 +222,24 @@ class CareTeam:
         self.client.publish(topic, payload, qos=1, properties=properties)
         with self._lock:
             self.acks_sent += 1
+
+    # delivery receipts
+    def send_receipt(self, event_id: str, *, topic: str, consumer: str | None = None) -> None:
+        """Confirm ``event_id`` as ``consumer`` (default: ``receipt_consumer``)."""
+        consumer = consumer or self.receipt_consumer
+        assert consumer is not None, "a receipt needs a consumer"
+        self.send_receipt_payload(json.dumps({"event_id": event_id, "consumer": consumer})
+                                  .encode(), topic=topic)
+
+    def send_receipt_payload(self, payload: bytes, *, topic: str) -> None:
+        """Publish raw receipt bytes (tests send malformed and oversized ones)."""
+        self.client.publish(topic, payload, qos=1)
+        with self._lock:
+            self.receipts_sent += 1
+
+    def deliveries_of(self, event_id: str) -> int:
+        """How many times the event ``event_id`` arrived (duplicates included)."""
+        return sum(e["event_id"] == event_id for e in self.events())
 
     # what arrived
     def on(self, suffix: str) -> list[Delivery]:
