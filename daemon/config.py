@@ -451,18 +451,22 @@ def profile_warnings(config: Config, profiles: Mapping[str, DeviceProfile]) -> l
     return warnings
 
 
-def load_config(path: Path) -> Config:
-    """Read, parse and fully validate a config file, including the rules that depend on the
-    configured devices' profiles (what both ``check-config`` and ``run`` use)."""
+def read_toml(path: Path) -> dict[str, object]:
+    """A TOML file as data, or a ConfigError naming the file and what is wrong with it."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    config = parse_config(data)
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and fully validate a config file, including the rules that depend on the
+    configured devices' profiles (what both ``check-config`` and ``run`` use)."""
+    config = parse_config(read_toml(path))
     try:
         profiles = load_profiles(config.device_profiles_dir)
     except ProfileError as exc:

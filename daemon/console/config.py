@@ -5,7 +5,6 @@ Bad config: ``ConfigError`` with ``path.to.field: reason`` lines, like the hub's
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from daemon.config import ConfigError, MqttSettings, problems_from
+from daemon.config import ConfigError, MqttSettings, problems_from, read_toml
 from daemon.console.credentials import is_password_hash
 
 PSEUDONYM = r"^[a-z0-9][a-z0-9-]*$"
@@ -126,12 +125,4 @@ def parse_console_config(data: dict[str, object]) -> ConsoleConfig:
 
 
 def load_console_config(path: Path) -> ConsoleConfig:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse_console_config(data)
+    return parse_console_config(read_toml(path))
