@@ -53,6 +53,7 @@ from daemon.config import Config, parse_config
 from daemon.hub import Hub
 from daemon.payloads import AlertEvent, Tier
 from daemon.profiles import DeviceProfile, load_profiles
+from daemon.sinks import EventCallback
 
 PATCH = "patch-1"
 STEP_S = 60.0  # scenario seconds per reading
@@ -88,7 +89,7 @@ def transition_steps() -> list[int]:
         hub = Hub(hub_config(0, Path(tmp), 1), clock=clock)
         steps: list[int] = []
         current = [0]
-        hub.transition_listeners.append(lambda event: steps.append(current[0]))
+        hub.add_sink(EventCallback(lambda event: steps.append(current[0])))
         for step, core in enumerate(STORY_C):
             current[0] = step
             clock.set(step * STEP_S)
@@ -182,7 +183,7 @@ async def hub_worker(first: int, count: int, port: int, workdir: Path, seed: int
 
     async def story(hub: Hub, clock: StepClock, delay: float) -> None:
         t0 = [0.0]
-        hub.transition_listeners.append(lambda event: sent.append((event.event_id, t0[0])))
+        hub.add_sink(EventCallback(lambda event: sent.append((event.event_id, t0[0]))))
         await asyncio.sleep(delay)
         for step, data in enumerate(payloads):
             clock.set(step * STEP_S)

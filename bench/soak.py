@@ -131,11 +131,13 @@ def _ramp(t: float, start: float, up_s: float, end: float, down_s: float, base: 
 
 
 def core_temperature(device: str, t: float) -> float:
+    # Falls at under 2 °C/h: faster than physiology allows is a loose patch, not a recovery
+    # (the implausible-fall guard, daemon/temperature_fall.py), and would never clear.
     base = 36.8 if device == "patch-1" else 36.9
     if 4 * H <= t < 6 * H:
-        return _ramp(t, 4 * H, 900, 5 * H, 900, base, 38.6)
+        return _ramp(t, 4 * H, 900, 5 * H, 3600, base, 38.6)
     if 10 * H <= t < 13 * H:
-        return _ramp(t, 10 * H, 900, 11.5 * H, 900, base, 39.4)
+        return _ramp(t, 10 * H, 900, 11.5 * H, 4800, base, 39.4)
     return base
 
 
@@ -168,11 +170,13 @@ def connected(device: str, index: int, t: float) -> bool:
     return t < offset or (t - offset) % DISCONNECT_EVERY_S >= DISCONNECT_FOR_S
 
 
-# (kind, the scenario hour by which it has been raised, the hour it started from)
+# (kind, the scenario hour by which it has been raised, the hour it started from). Tachycardia
+# without fever needs its 30 min window (16.0 -> by 16.75); the long outage is one alarm per
+# wearable, raised as device_disconnected and escalated (severity_changed) to no_data.
 EPISODES = (
     ("fever", 4.5, 4.0), ("fever", 10.5, 10.0), ("tachycardia", 10.5, 10.0),
-    ("tachycardia", 16.5, 16.0), ("sensor_contact_lost", 19.1, 19.0),
-    ("device_disconnected", 21.25, 21.0), ("no_data", 21.25, 21.0), ("battery_low", 22.5, 22.0),
+    ("tachycardia", 16.75, 16.0), ("sensor_contact_lost", 19.1, 19.0),
+    ("device_disconnected", 21.25, 21.0), ("battery_low", 22.5, 22.0),
 )
 STILL_OPEN_AT_24H = {"battery_low"}
 

@@ -41,8 +41,9 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Literal
@@ -143,11 +144,43 @@ class BaselineView:
         }
 
 
+class _Pending:
+    """Readings waiting out the learning lag (6 h of a 1 Hz patch is 21,600 of them): kept as
+    two arrays of doubles, 16 bytes a reading, not a deque of (datetime, float) tuples at about
+    150 bytes each (which cost a 1 Hz hub 6.5 MB of its memory budget)."""
+
+    __slots__ = ("_head", "_ts", "_values")
+
+    def __init__(self) -> None:
+        self._ts = array("d")
+        self._values = array("d")
+        self._head = 0
+
+    def append(self, ts: float, value: float) -> None:
+        self._ts.append(ts)
+        self._values.append(value)
+
+    def pop_until(self, limit_ts: float) -> Iterator[tuple[datetime, float]]:
+        """The readings at or before ``limit_ts``, oldest first, removed as they go."""
+        ts, values = self._ts, self._values
+        while self._head < len(ts) and ts[self._head] <= limit_ts:
+            i = self._head
+            self._head += 1
+            yield datetime.fromtimestamp(ts[i], UTC), values[i]
+        if self._head > 4096 and self._head * 2 > len(ts):  # drop the consumed front now and then
+            del ts[: self._head]
+            del values[: self._head]
+            self._head = 0
+
+    def __len__(self) -> int:
+        return len(self._ts) - self._head
+
+
 @dataclass
 class _Track:
     bins: dict[int, _Stats] = field(default_factory=dict)
     day: _Stats = field(default_factory=_Stats)
-    pending: deque[tuple[datetime, float]] = field(default_factory=deque)  # not yet learned
+    pending: _Pending = field(default_factory=lambda: _Pending())  # not yet learned
     # Excess over the baseline of each reading's own time of day:
     recent: deque[tuple[datetime, float]] = field(default_factory=deque)  # trend window
     window: deque[tuple[datetime, float]] = field(default_factory=deque)  # sustain window
@@ -266,10 +299,8 @@ class TemperatureBaseline:
     def _learn(self, track: _Track, at: datetime, value: float) -> None:
         t = self._t
         if value < t.fever_c and TREND not in self._book and not self._fever_open:
-            track.pending.append((at, value))
-        lag = timedelta(seconds=t.baseline_lag_s)
-        while track.pending and track.pending[0][0] <= at - lag:
-            when, old = track.pending.popleft()
+            track.pending.append(at.timestamp(), value)
+        for when, old in track.pending.pop_until(at.timestamp() - t.baseline_lag_s):
             track.bins.setdefault(self._bin(when), _Stats()).add(old)
             track.day.add(old)
 
