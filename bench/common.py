@@ -51,6 +51,19 @@ def rss_mb(pid: int | None = None) -> float:
     raise RuntimeError("no VmRSS in /proc status")
 
 
+def idle_python_rss(code: str) -> float:
+    """RSS of a python that ran ``code`` (imports, then print('up') and sleep): a memory floor."""
+    proc = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        time.sleep(0.5)
+        return rss_mb(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 class StepClock:
     """Scenario time the benchmark moves by hand (the hub's ``clock``)."""
 

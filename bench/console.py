@@ -38,7 +38,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, REPO, broker, emit_rows, percentile, publisher, rss_mb
+from bench.common import (
+    PYTHON,
+    REPO,
+    broker,
+    emit_rows,
+    idle_python_rss,
+    percentile,
+    publisher,
+    rss_mb,
+)
 from bench.report import Row
 from tests.support.mosquitto import free_port
 
@@ -62,15 +71,7 @@ web.run_app(app, host='127.0.0.1', port=int(sys.argv[2]), print=lambda *a: print
 
 
 def floor_rss() -> float:
-    proc = subprocess.Popen([PYTHON, "-c", FLOOR_IMPORTS], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        time.sleep(0.5)
-        return rss_mb(proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
+    return idle_python_rss(FLOOR_IMPORTS)
 
 
 def write_config(workdir: Path, port: int, hubs: int) -> Path:

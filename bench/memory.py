@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, emit_rows, rss_mb
+from bench.common import emit_rows, idle_python_rss, rss_mb
 from bench.daemon_env import WEARABLES, environment
 from bench.report import Row
 
@@ -34,15 +33,7 @@ FLOOR_IMPORTS = (
 
 
 def floor_rss() -> float:
-    proc = subprocess.Popen([PYTHON, "-c", FLOOR_IMPORTS], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        time.sleep(0.5)
-        return rss_mb(proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
+    return idle_python_rss(FLOOR_IMPORTS)
 
 
 async def measure(settle_s: float, sample_s: float, workdir: Path) -> dict[str, Any]:
