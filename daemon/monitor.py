@@ -261,7 +261,6 @@ class MonitorCounters:
     no_readings: int = 0
     acks_accepted: int = 0
     acks_rejected: int = 0
-    unsupported: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
 
 
@@ -422,11 +421,6 @@ class Monitor:
             self._snapshot = None
         return out
 
-    def run(self, inputs: Iterable[MonitorInput]) -> Iterable[MonitorOutput]:
-        """Handle inputs in order (replay and benchmarks)."""
-        for inp in inputs:
-            yield self.handle(inp)
-
     # --- views -------------------------------------------------------------------------------
 
     def open_alerts(self) -> list[TrackedAlert]:
@@ -478,10 +472,6 @@ class Monitor:
             last_reading_at=self._time.stamp(state.last_reading_at)
             if state.last_reading_at else None,
             battery_percent=state.battery_percent, updated_at=at)
-
-    def stamp(self, t: datetime) -> datetime:
-        """Rule time as corrected wall time (for the shell's own stamps)."""
-        return self._time.stamp(t)
 
     # --- restart -----------------------------------------------------------------------------
 
