@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import PYTHON, REPO, broker
+from bench.phone import install_access_code
 from daemon.sim import SimTiming, SimulatedBluez
 from daemon.sim.scenarios import Scenario
 from daemon.sim.wearables import (
@@ -37,6 +38,7 @@ from daemon.sim.wearables import (
     temperature_stream,
     thermometer_patch,
 )
+from tests.support.mosquitto import free_port
 
 WEARABLES = (
     ("strap-1", "heart_rate_strap", "F0:0D:C0:DE:B0:01", 72.0),
@@ -70,7 +72,7 @@ def scenario() -> Scenario:
         duration_s=None)
 
 
-def config_text(data_dir: Path, port: int) -> str:
+def config_text(data_dir: Path, port: int, page_port: int = 0) -> str:
     devices = "\n".join(
         f'[[devices]]\nid = "{d}"\nprofile = "{p}"\naddress = "{a}"\n' for d, p, a, _ in WEARABLES
     )
@@ -80,7 +82,7 @@ def config_text(data_dir: Path, port: int) -> str:
         'care_team_phone = "+1 555 0100"\n\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nreconnect_max_s = 1\n\n'
         # The patient's page runs in the measured daemon (issue 11: the RSS goal holds with it).
-        '[status_page]\nhost = "127.0.0.1"\nport = 0\n\n'
+        f'[status_page]\nhost = "127.0.0.1"\nport = {page_port}\n\n'
         f'[annunciator]\nwav_dir = "{data_dir}/sounds"\n\n'
         f'{devices}'
     )
@@ -184,6 +186,11 @@ class Environment:
     port: int
     sim: SimulatedBluez
     config_path: Path
+    page_port: int
+
+    @property
+    def page_url(self) -> str:
+        return f"http://127.0.0.1:{self.page_port}"
 
     def launch(self, name: str = "run") -> Daemon:
         notify = NotifySocket(self.workdir / f"notify-{name}.sock")
@@ -203,5 +210,7 @@ async def environment(workdir: Path) -> AsyncIterator[Environment]:
     with broker(workdir) as mq:
         async with SimulatedBluez(scenario(), time_scale=1.0, timing=RADIO) as sim:
             config_path = workdir / "crs-hub.toml"
-            config_path.write_text(config_text(workdir / "data", mq.port))
-            yield Environment(workdir, mq.port, sim, config_path)
+            page_port = free_port()
+            config_path.write_text(config_text(workdir / "data", mq.port, page_port))
+            install_access_code(workdir / "data")
+            yield Environment(workdir, mq.port, sim, config_path, page_port)

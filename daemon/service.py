@@ -40,7 +40,7 @@ def session_specs(hub: Hub) -> list[SessionSpec]:
 
 
 async def start_status_page(hub: Hub) -> StatusPage:
-    """The patient's page as a sink of the hub (imported here, so aiohttp's memory is paid only
+    """The patient's page as a sink of the hub (imported here, so the web server's memory is paid only
     when the page is on). It starts with the alerts restored from the journal."""
     from daemon.status_page import StatusPage
 

@@ -1,5 +1,5 @@
 """``[status_page]`` settings, apart from the page itself so that reading a config never loads the
-web server (aiohttp is paid for only when the page runs)."""
+web server (tornado is paid for only when the page runs)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ Hub and mosquitto is in test_status_page_hub.py.
 
 from __future__ import annotations
 
+import http.client
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -443,3 +444,47 @@ def test_before_the_first_snapshot_nothing_looks_clear(
                                               empty_snapshot(server.page.config, clock.now)))
     driver.get(server.url + "/")
     assert "no current temperature" in driver.find_element(By.CSS_SELECTOR, ".unknown h2").text
+
+
+def test_the_server_refuses_malformed_requests_and_says_little_about_itself(
+        server: PageServer, recorder: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    client = RawClient(server.url)
+    status, _, headers = client.request("GET", "/login")
+    assert status == 200
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie, cookie
+    assert "Secure" not in cookie  # plain HTTP here: a Secure cookie would never come back
+    assert "Server" not in headers  # no server name or version for a scanner
+    assert client.request("GET", "/no-such-page")[0] == 303  # not signed in: to the sign-in
+    assert client.sign_in(CODE) == 303
+    status, _, headers = client.request("GET", "/no-such-page")
+    assert status == 404 and "default-src 'none'" in headers["Content-Security-Policy"]
+    assert headers["Cache-Control"] == "no-store"
+    assert client.request("GET", "/ack")[0] == 405  # a form target, not a page
+
+    # A form value that is not UTF-8: refused, logged by field name, never by value.
+    token = client.csrf("/reading")
+    host, port = server.url.removeprefix("http://").split(":")
+    cookies = "; ".join(f"{c.name}={c.value}" for c in client.jar)
+    body = f"csrf={token}&unit=C&temperature=38.6%FF".encode()
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/reading", body, {
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookies})
+    assert conn.getresponse().status == 400
+    conn.close()
+    refusals = [r.getMessage() for r in caplog.records if "is not UTF-8" in r.getMessage()]
+    assert refusals and all("temperature" in m and "38.6" not in m for m in refusals), refusals
+
+    # A body larger than any form of the page is refused before it is read.
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", "/unwell")
+    conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+    conn.putheader("Content-Length", str(1024 * 1024))
+    conn.putheader("Cookie", cookies)
+    conn.endheaders()
+    assert conn.getresponse().status == 400
+    conn.close()
+
+    assert recorder.inputs == []
+    assert client.request("GET", "/")[0] == 200  # and the page still serves
