@@ -600,6 +600,9 @@ class _Handler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.clear_header("Server")
 
+    def compute_etag(self) -> None:
+        return None  # every page is made fresh and never cached (Cache-Control: no-store)
+
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         # Tornado's own error would quote the bytes, and a form value may be a temperature:
         # name the field, never its value.

@@ -456,6 +456,7 @@ def test_the_server_refuses_malformed_requests_and_says_little_about_itself(
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie, cookie
     assert "Secure" not in cookie  # plain HTTP here: a Secure cookie would never come back
     assert "Server" not in headers  # no server name or version for a scanner
+    assert "Etag" not in headers  # a page made fresh each time is never revalidated
     assert client.request("GET", "/no-such-page")[0] == 303  # not signed in: to the sign-in
     assert client.sign_in(CODE) == 303
     status, _, headers = client.request("GET", "/no-such-page")
