@@ -8,6 +8,7 @@ measures. Without a sound card (this machine, CI) the default device is the real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import subprocess
@@ -462,3 +463,50 @@ def test_after_a_restart_the_restored_snapshot_sounds_what_is_unconfirmed(tmp_pa
 
     run(scenario)
     assert [p.alert_id for p in annunciator.history] == ["fever-1", "hr-1"]
+
+
+def test_confirming_stops_the_sound_in_the_middle_of_an_announcement(tmp_path: Path) -> None:
+    """aplay plays into a named pipe that the test leaves unread, so aplay blocks part-way
+    through the announcement exactly as it would on a speaker mid-sentence; the patient's
+    confirmation must stop that aplay, not wait for the message to end."""
+    out = tmp_path / "heard"
+    out.mkdir()
+    pipe = out / f"0001-{Pattern.HIGH}-fever-1.wav"  # the name of the first announcement
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # so that aplay's open never waits
+    annunciator = Annunciator(AnnunciatorSettings(wav_dir=out), on_problem=lambda _: None,
+                              work_dir=tmp_path / "work", spell_numbers=NUMBERS)
+    feed = AlertFeed()
+    got = bytearray()
+
+    def drain() -> bool:
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(reader, 65536):
+                got.extend(chunk)
+        return True
+
+    async def scenario() -> None:
+        annunciator.start()
+        annunciator.on_output(*feed.output(alert_event("fever-1", AlertState.RAISED,
+                                                       message=FEVER)))
+        # aplay is sounding and has filled the pipe: it is stuck mid-announcement.
+        await until(lambda: annunciator.sounding == "fever-1" and drain() and len(got) > 0,
+                    "aplay to start writing the announcement")
+        annunciator.on_output(*feed.output(alert_event(
+            "fever-1", AlertState.ACKNOWLEDGED, acknowledged_by="patient",
+            message="The care team has seen this alert.")))
+        await until(lambda: bool(annunciator.history), "the announcement to end", timeout_s=5)
+        await annunciator.stop()
+
+    try:
+        run(scenario)
+        drain()
+    finally:
+        os.close(reader)
+    played = annunciator.history
+    assert [(p.alert_id, p.outcome) for p in played] == [("fever-1", "interrupted")]
+    # Far less than the whole announcement reached the "speaker": tone (~2 s) and message
+    # (> 8 s) at 22,050 Hz, 16-bit mono is over 400 kB; a pipe holds 64 kB.
+    whole_s = pattern_duration_s(Pattern.HIGH) + 8
+    assert 0 < len(got) < 0.5 * whole_s * 22050 * 2, len(got)
+    assert wavs(out) == [pipe]  # and nothing was sounded after it
