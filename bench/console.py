@@ -2,7 +2,7 @@
 
 What is real: the console is the real process (``python -m daemon.cli console``) with its
 config, SQLite history, MQTT subscriptions (four filters per patient and one per hub, as in
-production) and aiohttp web server, on a real mosquitto. One team holds all N patients and one
+production) and tornado web server, on a real mosquitto. One team holds all N patients and one
 nurse logs in over HTTP (scrypt check, session cookie), so the ward page lists all N rows.
 
 The hubs: N simulated hubs' documented payloads, published by 8 plain paho clients (not N
@@ -16,8 +16,8 @@ Figures: the console's VmRSS after warm-up; the median and p95 time of ``GET /``
 ward, N rows, most urgent first) over ``REQUESTS`` sequential requests, and the median time of
 one patient page (24 h chart drawn as SVG from the history, alert history).
 
-Floors, in the same run: RSS of an idle python that imported the console's libraries (aiohttp,
-jinja2, paho-mqtt, pydantic, sqlite3); page time of an aiohttp server in its own process
+Floors, in the same run: RSS of an idle python that imported the console's libraries (tornado,
+jinja2, paho-mqtt, pydantic, sqlite3); page time of a tornado server in its own process
 returning the same ward HTML bytes from memory (HTTP and transfer cost without the console's
 work).
 """
@@ -56,17 +56,24 @@ GOAL_PAGE_MS = 500.0
 VITALS = 10
 REQUESTS = 20
 PUBLISHERS = 8
-FLOOR_IMPORTS = ("import asyncio, sqlite3, time, aiohttp.web, jinja2, pydantic, "
+FLOOR_IMPORTS = ("import asyncio, sqlite3, time, tornado.web, jinja2, pydantic, "
                  "paho.mqtt.client; print('up', flush=True); time.sleep(120)")
 FLOOR_SERVER = """
-import sys
-from aiohttp import web
+import asyncio, sys
+import tornado.web
 body = open(sys.argv[1], 'rb').read()
-async def page(request):
-    return web.Response(body=body, content_type='text/html')
-app = web.Application()
-app.add_routes([web.get('/', page)])
-web.run_app(app, host='127.0.0.1', port=int(sys.argv[2]), print=lambda *a: print('up', flush=True))
+class Page(tornado.web.RequestHandler):
+    def compute_etag(self):  # as the console's pages: no ETag to hash
+        return None
+    def get(self):
+        self.set_header('Content-Type', 'text/html')
+        self.finish(body)
+async def main():
+    tornado.web.Application([('/', Page)], log_function=lambda handler: None).listen(
+        int(sys.argv[2]), '127.0.0.1')
+    print('up', flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
 """
 
 
@@ -236,14 +243,14 @@ def rows(result: dict[str, Any]) -> list[Row]:
     return [
         Row(key="console_rss", name=f"Console RSS, {n} hubs", unit="MB", figure=rss,
             floor=result["floor_mb"], goal=f"<= {GOAL_RSS_MB:g} MB", passed=rss <= GOAL_RSS_MB,
-            floor_label="idle python that imported aiohttp, jinja2, paho-mqtt, pydantic",
+            floor_label="idle python that imported tornado, jinja2, paho-mqtt, pydantic",
             note=f"after warm-up ({result['warm_up_s']:g} s: {n} hubs online, "
             f"{result['open_alerts']} open alerts, {result['vitals']:,} vitals samples) and "
             f"after {2 * REQUESTS} page loads", detail=result),
         Row(key="console_page_p50", name=f"Console ward page p50, {n} rows", unit="ms",
             figure=result["ward_p50_ms"], floor=result["floor_p50_ms"],
             goal=f"<= {GOAL_PAGE_MS:g} ms", passed=result["ward_p50_ms"] <= GOAL_PAGE_MS,
-            floor_label="aiohttp serving the same HTML bytes from memory",
+            floor_label="tornado serving the same HTML bytes from memory",
             note=f"p95 {result['ward_p95_ms']:.0f} ms; {result['page_bytes'] / 1e6:.1f} MB of "
             f"HTML; one patient page (SVG chart, history) p50 {result['patient_p50_ms']:.1f} ms",
             detail=result),

@@ -607,3 +607,74 @@ def test_repeated_failed_logins_slow_down_then_the_right_password_works(
                    if "failed console login" in line or "too many" in line)
     finally:
         console.stop()
+
+
+def test_every_response_has_the_security_headers_no_access_log_and_a_body_size_limit(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    import http.client
+    import re
+    import urllib.error
+    import urllib.parse
+
+    console = start_console(write_config(tmp_path, mosquitto.port, hubs=6))
+    port = urllib.parse.urlsplit(console.url).port
+    assert port
+
+    def raw(method: str, path: str, body: str | None = None) -> tuple[int, Any]:
+        """No cookies, no redirects followed."""
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request(method, path, body=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            response = conn.getresponse()
+            response.read()
+            return response.status, response.headers
+        finally:
+            conn.close()
+
+    def logged_in(path: str, form: dict[str, str] | None = None) -> tuple[int, Any, str]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        try:
+            with web.open(console.url + path, data) as response:
+                return response.status, response.headers, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read().decode()
+
+    try:
+        web = http_login(console.url)
+        status, _, ward_page = logged_in("")
+        token = re.search(r'name="csrf" value="([^"]+)"', ward_page)
+        assert status == 200 and token
+        responses = {
+            "no session": raw("GET", "/"), "login page": raw("GET", "/login"),
+            "stylesheet": raw("GET", "/static/console.css"),
+            "ward": logged_in("")[:2], "summary": logged_in("summary")[:2],
+            "another team's patient": logged_in(f"patient/{hub_id(5)}/{patient_id(5)}")[:2],
+            "wrong method": logged_in("ack")[:2],
+        }
+        assert {k: v[0] for k, v in responses.items()} == {
+            "no session": 303, "login page": 200, "stylesheet": 200, "ward": 200,
+            "summary": 200, "another team's patient": 404, "wrong method": 405}
+        for name, (_, headers) in responses.items():
+            assert headers["Content-Security-Policy"] == (
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'"), name
+            assert (headers["X-Content-Type-Options"], headers["Referrer-Policy"],
+                    headers["Cache-Control"]) == ("nosniff", "no-referrer", "no-store"), name
+        assert responses["no session"][1]["Location"] == "/login"
+        assert responses["wrong method"][1]["Allow"] == "POST"
+
+        # A form of 60 KB reaches the page (and is refused for what it lacks); over 64 KiB the
+        # server refuses it before any page sees it.
+        status, _, text = logged_in("ack", {"csrf": token.group(1), "note": "x" * 60_000})
+        assert (status, text) == (400, "hub, patient and alert_id are required")
+        with contextlib.suppress(ConnectionError):  # it closes the connection, maybe mid-send
+            assert raw("POST", "/login", "csrf=" + "x" * 70_000)[0] == 400
+        assert until(lambda: any("Content-Length too long" in line for line in console.output))
+        # No access log: the pages served above are not in the log (only the refusals are).
+        assert not [line for line in console.output if "tornado.access" in line
+                    or "GET /summary" in line or "GET /static" in line]
+        assert any(f"refused GET /patient/{hub_id(5)}/{patient_id(5)}: 404" in line
+                   for line in console.output)
+    finally:
+        console.stop()

@@ -1,4 +1,5 @@
-"""`crs-hub console` arguments; kept apart so that `crs-hub run` never imports aiohttp."""
+"""`crs-hub console` arguments; kept apart so that `crs-hub run` never imports the console's
+web pages (tornado handlers, Jinja2)."""
 
 from __future__ import annotations
 

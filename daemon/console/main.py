@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from datetime import UTC
 
-from aiohttp import web
+import tornado.netutil
 
 from daemon.config import ConfigError
 from daemon.console.broker import NurseLinks, console_link, receipt_sender
@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aiohttp's access log names patients (pseudonymously) in URLs: keep it at WARNING.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The access log would name patients (pseudonymously) in URLs: the app writes none
+    # (daemon/console/web.py), and tornado's logger stays at WARNING should anything use it.
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
     try:
         return asyncio.run(watch(config) if args.watch else serve(config))
     except OSError as exc:
@@ -136,12 +137,12 @@ async def serve(config: ConsoleConfig) -> int:
     console.link = link
     console.shown = receipt_sender(config, link)
     link.start()
-    runner = web.AppRunner(site_web.app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.console.listen_host, config.console.listen_port)
-    await site.start()
-    # listen_port = 0 picks a free port; the runner knows which.
-    port = runner.addresses[0][1] if runner.addresses else config.console.listen_port
+    server = site_web.http_server()
+    sockets = tornado.netutil.bind_sockets(config.console.listen_port,
+                                           config.console.listen_host)
+    server.add_sockets(sockets)
+    # Every address bound (IPv4, IPv6) shares the one port.
+    port = sockets[0].getsockname()[1]
     # Tests and the bench read this line to find the port (listen_port = 0 picks a free one).
     print(f"console: listening on http://{config.console.listen_host}:{port}/", flush=True)
 
@@ -160,7 +161,8 @@ async def serve(config: ConsoleConfig) -> int:
         await _until_signal()
     finally:
         task.cancel()
-        await runner.cleanup()
+        server.stop()
+        await server.close_all_connections()
         await nurses.close_all()
         await link.stop()
         console.history.close()
