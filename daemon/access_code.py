@@ -8,8 +8,9 @@ is 12 random digits, not a chosen password, so the hash only matters if the 0600
 Sessions live in memory only: a restart of the daemon signs the phone out (the safe direction).
 
 Why the sessions and the rate limit are hand-written: they are a bounded dict and a sliding
-window over a few dozen lines; aiohttp-session would add a cookie-encryption dependency for
-state that never leaves this process.
+window over a few dozen lines. Tornado's signed cookies would move the session into the phone,
+where it cannot be revoked when the access code is rotated or the patient signs out; an
+in-memory table can, and its state never leaves this process.
 """
 
 from __future__ import annotations
