@@ -466,9 +466,10 @@ def test_after_a_restart_the_restored_snapshot_sounds_what_is_unconfirmed(tmp_pa
 
 
 def test_confirming_stops_the_sound_in_the_middle_of_an_announcement(tmp_path: Path) -> None:
-    """aplay plays into a named pipe that the test leaves unread, so aplay blocks part-way
-    through the announcement exactly as it would on a speaker mid-sentence; the patient's
-    confirmation must stop that aplay, not wait for the message to end."""
+    """aplay plays into a named pipe that the test reads like a slow speaker (a few kB at a
+    time), so aplay is part-way through the announcement, blocked, as it would be on a speaker
+    mid-sentence; the patient's confirmation must stop that aplay, not wait for the message to
+    end."""
     out = tmp_path / "heard"
     out.mkdir()
     pipe = out / f"0001-{Pattern.HIGH}-fever-1.wav"  # the name of the first announcement
@@ -479,34 +480,38 @@ def test_confirming_stops_the_sound_in_the_middle_of_an_announcement(tmp_path: P
     feed = AlertFeed()
     got = bytearray()
 
-    def drain() -> bool:
+    def listen() -> bool:
+        # 4 kB per 20 ms poll, about 4 x real time: never so fast that aplay could write the
+        # whole announcement before the confirmation reaches it, and never stalled, since
+        # aplay, once told to stop, still hands its last buffer to the "speaker".
         with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(reader, 65536):
-                got.extend(chunk)
+            got.extend(os.read(reader, 4096))
         return True
 
     async def scenario() -> None:
         annunciator.start()
         annunciator.on_output(*feed.output(alert_event("fever-1", AlertState.RAISED,
                                                        message=FEVER)))
-        # aplay is sounding and has filled the pipe: it is stuck mid-announcement.
-        await until(lambda: annunciator.sounding == "fever-1" and drain() and len(got) > 0,
+        await until(lambda: annunciator.sounding == "fever-1" and listen() and len(got) > 0,
                     "aplay to start writing the announcement")
         annunciator.on_output(*feed.output(alert_event(
             "fever-1", AlertState.ACKNOWLEDGED, acknowledged_by="patient",
             message="The care team has seen this alert.")))
-        await until(lambda: bool(annunciator.history), "the announcement to end", timeout_s=5)
+        await until(lambda: listen() and bool(annunciator.history), "the announcement to end",
+                    timeout_s=10)
         await annunciator.stop()
 
     try:
         run(scenario)
-        drain()
+        with contextlib.suppress(BlockingIOError):  # what aplay wrote before it ended
+            while chunk := os.read(reader, 65536):
+                got.extend(chunk)
     finally:
         os.close(reader)
     played = annunciator.history
     assert [(p.alert_id, p.outcome) for p in played] == [("fever-1", "interrupted")]
     # Far less than the whole announcement reached the "speaker": tone (~2 s) and message
-    # (> 8 s) at 22,050 Hz, 16-bit mono is over 400 kB; a pipe holds 64 kB.
+    # (> 8 s) at 22,050 Hz, 16-bit mono is over 400 kB.
     whole_s = pattern_duration_s(Pattern.HIGH) + 8
     assert 0 < len(got) < 0.5 * whole_s * 22050 * 2, len(got)
     assert wavs(out) == [pipe]  # and nothing was sounded after it

@@ -351,16 +351,18 @@ class Annunciator:
                     proc.kill()
                     await done
                     return False, f"aplay did not finish within {timeout_s:.0f} s"
+                # Clear, then look, then wait: a confirmation that came while aplay was
+                # starting (before this loop ran) is seen here, a later one wakes the wait.
                 self._wake.clear()
+                if alert_id is not None and self.planner.selected(self._local()) != alert_id:
+                    with contextlib.suppress(ProcessLookupError):  # it may just have ended
+                        proc.terminate()
+                    await done
+                    return False, "interrupted"
                 woken = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait({done, woken}, timeout=remaining,
                                    return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
-                if not done.done() and alert_id is not None \
-                        and self.planner.selected(self._local()) != alert_id:
-                    proc.terminate()
-                    await done
-                    return False, "interrupted"
         except asyncio.CancelledError:
             if proc.returncode is None:
                 proc.kill()
