@@ -51,7 +51,7 @@ def run(
     seed: int = 7,
 ) -> list[tuple[float, AlertTransition]]:
     rng = random.Random(seed)
-    out = []
+    out: list[tuple[float, AlertTransition]] = []
     t = start_s
     while t < until_s:
         value = round(curve(t) + rng.gauss(0, noise_c), 2)
