@@ -189,8 +189,9 @@ class _Samples:
 
     def append(self, ts: float, value: float) -> None:
         if self._tail == _CHUNK:
-            chunk = self._spare or (array(self._code, bytes(8 * _CHUNK)),
-                                    array("d", bytes(8 * _CHUNK)))
+            # by repetition: allocated at exactly 8 * _CHUNK bytes (array(code, bytes) adds
+            # 10 % for growth, which would take it out of the small-object allocator)
+            chunk = self._spare or (array(self._code, [0]) * _CHUNK, array("d", [0.0]) * _CHUNK)
             self._spare = None
             self._chunks.append(chunk)
             self._tail = 0
