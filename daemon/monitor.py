@@ -253,6 +253,23 @@ class MonitorOutput:
         return bool(self.readings or self.events or self.devices or self.ack)
 
 
+# Distinct refusal reasons counted by name; later new ones count under OTHER_REASONS.
+MAX_REASONS = 64
+OTHER_REASONS = "other reasons"
+
+
+class ReasonCounts(Counter[str]):
+    """Refusals by reason. A reason can carry values from the input (a decode error names the
+    trailing byte count or the bad timestamp), so a wearable sending garbage would add a key per
+    payload for as long as the hub runs: past ``MAX_REASONS`` distinct reasons, a new one is
+    counted under ``OTHER_REASONS`` (the log still names it)."""
+
+    def __setitem__(self, key: str, value: int) -> None:
+        if key not in self and key != OTHER_REASONS and len(self) >= MAX_REASONS:
+            key, value = OTHER_REASONS, self.get(OTHER_REASONS, 0) + value
+        super().__setitem__(key, value)
+
+
 @dataclass
 class MonitorCounters:
     payloads: int = 0
@@ -261,7 +278,7 @@ class MonitorCounters:
     no_readings: int = 0
     acks_accepted: int = 0
     acks_rejected: int = 0
-    by_reason: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=ReasonCounts)
 
 
 @dataclass

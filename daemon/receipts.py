@@ -17,6 +17,7 @@ times).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,10 @@ from daemon.config import AlertSettings
 from daemon.store import OutboundMessage, Store
 
 log = logging.getLogger(__name__)
+
+# Times to receipt kept for figures (benchmarks, tests): the latest ones only, or a hub running
+# for months would keep one float per alert event it ever sent.
+RECEIPT_TIMES_KEPT = 1000
 
 
 @dataclass
@@ -48,7 +53,7 @@ class ReceiptTracker:
         self.confirmed = 0
         self.resent = 0
         self.ignored = 0
-        self.time_to_receipt_s: list[float] = []
+        self.time_to_receipt_s: deque[float] = deque(maxlen=RECEIPT_TIMES_KEPT)
 
     @property
     def enabled(self) -> bool:

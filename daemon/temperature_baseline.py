@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -144,48 +144,111 @@ class BaselineView:
         }
 
 
-class _Pending:
-    """Readings waiting out the learning lag (6 h of a 1 Hz patch is 21,600 of them): kept as
-    two arrays of doubles, 16 bytes a reading, not a deque of (datetime, float) tuples at about
-    150 bytes each (which cost a 1 Hz hub 6.5 MB of its memory budget)."""
+# Samples per chunk of a _Samples queue: two arrays of 512 bytes, the largest block Python's
+# own small-object allocator serves (fixed-size pools, so chunks coming and going never
+# fragment the heap), and little slack at a patch's usual one reading a minute.
+_CHUNK = 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
-    __slots__ = ("_head", "_ts", "_values")
 
-    def __init__(self) -> None:
-        self._ts = array("d")
-        self._values = array("d")
-        self._head = 0
+def _us(at: datetime) -> int:
+    """``at`` as whole microseconds since the epoch: exact, so comparisons and differences of
+    these integers are those of the datetimes (an aware datetime; a naive one is taken as UTC)."""
+    return ((at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH) // _ONE_US
 
-    def append(self, ts: float, value: float) -> None:
-        self._ts.append(ts)
-        self._values.append(value)
 
-    def pop_until(self, limit_ts: float) -> Iterator[tuple[datetime, float]]:
-        """The readings at or before ``limit_ts``, oldest first, removed as they go."""
-        ts, values = self._ts, self._values
-        while self._head < len(ts) and ts[self._head] <= limit_ts:
-            i = self._head
-            self._head += 1
-            yield datetime.fromtimestamp(ts[i], UTC), values[i]
-        if self._head > 4096 and self._head * 2 > len(ts):  # drop the consumed front now and then
-            del ts[: self._head]
-            del values[: self._head]
-            self._head = 0
+def _span_us(seconds: float) -> int:
+    """The microseconds of ``timedelta(seconds=seconds)`` (rounded as timedelta rounds)."""
+    return timedelta(seconds=seconds) // _ONE_US
+
+
+class _Samples:
+    """Timestamped values, oldest first: a queue of fixed-size chunks of two arrays, 16 bytes a
+    sample, not a deque of (datetime, float) tuples at about 130 bytes each. At a 1 Hz patch the
+    6 h learning lag holds 21,600 samples and the windows 18,000 (the tuples cost a hub about
+    2 MB per patch once a baseline exists, on the second day). Each chunk is allocated once at
+    full size and never resized, rather than large arrays growing and moving (which fragments
+    the heap); at most two chunks are partly empty, and one more is kept for reuse.
+
+    ``ts_code`` is the array typecode of the timestamps: ``q`` for microseconds, ``d`` for
+    float seconds."""
+
+    __slots__ = ("_chunks", "_code", "_head", "_len", "_spare", "_tail")
+
+    def __init__(self, ts_code: str) -> None:
+        self._code = ts_code
+        self._chunks: deque[tuple[array[Any], array[float]]] = deque()
+        self._head = 0  # the first live sample of _chunks[0]
+        self._tail = _CHUNK  # samples in _chunks[-1] (full: the next append takes a new chunk)
+        self._len = 0
+        self._spare: tuple[array[Any], array[float]] | None = None  # one chunk kept for reuse
 
     def __len__(self) -> int:
-        return len(self._ts) - self._head
+        return self._len
+
+    def append(self, ts: float, value: float) -> None:
+        if self._tail == _CHUNK:
+            # by repetition: allocated at exactly 8 * _CHUNK bytes (array(code, bytes) adds
+            # 10 % for growth, which would take it out of the small-object allocator)
+            chunk = self._spare or (array(self._code, [0]) * _CHUNK, array("d", [0.0]) * _CHUNK)
+            self._spare = None
+            self._chunks.append(chunk)
+            self._tail = 0
+        stamps, values = self._chunks[-1]
+        stamps[self._tail] = ts
+        values[self._tail] = value
+        self._tail += 1
+        self._len += 1
+
+    def first_ts(self) -> Any:
+        return self._chunks[0][0][self._head]
+
+    def last_ts(self) -> Any:
+        return self._chunks[-1][0][self._tail - 1]
+
+    def popleft(self) -> tuple[Any, float]:
+        stamps, values = self._chunks[0]
+        i = self._head
+        self._head += 1
+        self._len -= 1
+        if self._len == 0:
+            self._spare = self._chunks.popleft()
+            self._head, self._tail = 0, _CHUNK
+        elif self._head == _CHUNK:
+            self._spare = self._chunks.popleft()
+            self._head = 0
+        return stamps[i], values[i]
+
+    def _spans(self) -> Iterator[tuple[array[Any], array[float]]]:
+        last = len(self._chunks) - 1
+        for n, (stamps, values) in enumerate(self._chunks):
+            start = self._head if n == 0 else 0
+            stop = self._tail if n == last else _CHUNK
+            yield stamps[start:stop], values[start:stop]
+
+    def items(self) -> Iterator[tuple[Any, float]]:
+        for stamps, values in self._spans():
+            yield from zip(stamps, values, strict=True)
+
+    def values(self) -> Iterator[float]:
+        for _, values in self._spans():
+            yield from values
 
 
 @dataclass
 class _Track:
     bins: dict[int, _Stats] = field(default_factory=dict)
     day: _Stats = field(default_factory=_Stats)
-    pending: _Pending = field(default_factory=lambda: _Pending())  # not yet learned
-    # Excess over the baseline of each reading's own time of day:
-    recent: deque[tuple[datetime, float]] = field(default_factory=deque)  # trend window
-    window: deque[tuple[datetime, float]] = field(default_factory=deque)  # sustain window
-    ordered: list[float] = field(default_factory=list)  # the sustain window's excesses, sorted
-    latest: deque[tuple[datetime, float]] = field(default_factory=deque)  # clear window
+    # Not yet learned: (float epoch seconds, value).
+    pending: _Samples = field(default_factory=lambda: _Samples("d"))
+    # Excess over the baseline of each reading's own time of day, by microseconds since the
+    # epoch (see _us):
+    recent: _Samples = field(default_factory=lambda: _Samples("q"))  # trend window
+    window: _Samples = field(default_factory=lambda: _Samples("q"))  # sustain window
+    # the sustain window's excesses, sorted
+    ordered: array[float] = field(default_factory=lambda: array("d"))
+    latest: _Samples = field(default_factory=lambda: _Samples("q"))  # clear window
     last_at: datetime | None = None
     cool_since: datetime | None = None
 
@@ -300,31 +363,35 @@ class TemperatureBaseline:
         t = self._t
         if value < t.fever_c and TREND not in self._book and not self._fever_open:
             track.pending.append(at.timestamp(), value)
-        for when, old in track.pending.pop_until(at.timestamp() - t.baseline_lag_s):
-            track.bins.setdefault(self._bin(when), _Stats()).add(old)
+        pending, limit = track.pending, at.timestamp() - t.baseline_lag_s
+        while pending and pending.first_ts() <= limit:
+            ts, old = pending.popleft()
+            track.bins.setdefault(self._bin(datetime.fromtimestamp(ts, UTC)), _Stats()).add(old)
             track.day.add(old)
 
     def _slide(self, track: _Track, at: datetime, excess: float) -> None:
-        t = self._t
+        t, now = self._t, _us(at)
         for points, width in ((track.recent, t.trend_window_s), (track.latest, t.clear_window_s)):
-            points.append((at, excess))
-            while points[0][0] <= at - timedelta(seconds=width):
+            points.append(now, excess)
+            horizon = now - _span_us(width)
+            while points.first_ts() <= horizon:
                 points.popleft()
-        track.window.append((at, excess))
+        track.window.append(now, excess)
         bisect.insort(track.ordered, excess)
-        while track.window[0][0] <= at - timedelta(seconds=t.sustain_window_s):
+        horizon = now - _span_us(t.sustain_window_s)
+        while track.window.first_ts() <= horizon:
             _, old = track.window.popleft()
             del track.ordered[bisect.bisect_left(track.ordered, old)]
 
     def _rising(self, track: _Track) -> bool:
         """Slope >= the threshold over the trend window and over each of its halves."""
         t = self._t
-        points = list(track.recent)
+        points = list(track.recent.items())
         if len(points) < t.trend_min_samples:
             return False
-        if (points[-1][0] - points[0][0]).total_seconds() < 0.75 * t.trend_window_s:
+        if (points[-1][0] - points[0][0]) / 1_000_000 < 0.75 * t.trend_window_s:
             return False
-        middle = points[-1][0] - timedelta(seconds=t.trend_window_s / 2)
+        middle = points[-1][0] - _span_us(t.trend_window_s / 2)
         halves = ([p for p in points if p[0] <= middle], [p for p in points if p[0] > middle])
         return all(
             len(part) >= t.trend_min_samples // 3
@@ -337,8 +404,9 @@ class TemperatureBaseline:
         self, device: str, track: _Track, at: datetime, value: float, base: BaselineView
     ) -> list[AlertTransition]:
         t = self._t
+        now = _us(at)
         low_median = track.ordered[(len(track.ordered) - 1) // 2]  # of the sustain window
-        span = (at - track.window[0][0]).total_seconds()
+        span = (now - track.window.first_ts()) / 1_000_000
         afebrile_now = value < t.fever_c and not self._fever_open
         sustained = (
             afebrile_now
@@ -346,15 +414,15 @@ class TemperatureBaseline:
             and span >= t.sustain_min_span_s
             and low_median > t.sd_k * base.sd_c
         )
-        half = [e for when, e in track.recent
-                if when > at - timedelta(seconds=t.trend_window_s / 2)]
+        half_from = now - _span_us(t.trend_window_s / 2)
+        half = [e for when, e in track.recent.items() if when > half_from]
         rising = (
             afebrile_now
             and bool(half)
             and statistics.median(half) > t.trend_min_excess_sd * base.sd_c
             and self._rising(track)
         )
-        recent_median = statistics.median(e for _, e in track.latest)
+        recent_median = statistics.median(track.latest.values())
         cool = recent_median <= t.clear_k * base.sd_c
         if cool:
             track.cool_since = track.cool_since or at
@@ -407,10 +475,12 @@ def _key_of(transition: AlertTransition) -> TrendKey | None:
     return TREND if transition.kind is AlertKind.TEMPERATURE_TREND else None
 
 
-def _slope_per_h(points: list[tuple[datetime, float]]) -> float | None:
-    """Least-squares slope in °C per hour; None when all points share one time."""
+def _slope_per_h(points: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope in °C per hour of (microseconds, value) points; None when all
+    points share one time."""
     t0 = points[0][0]
-    xs = [(when - t0).total_seconds() / 3600.0 for when, _ in points]
+    # (µs / 10**6) is exactly timedelta.total_seconds() of the same difference
+    xs = [(when - t0) / 1_000_000 / 3600.0 for when, _ in points]
     ys = [v for _, v in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)

@@ -108,6 +108,22 @@ def test_an_ack_for_an_unknown_alert_is_refused_and_counted(tmp_path: Path) -> N
     assert out.events == [] and m.counters.acks_rejected == 1
 
 
+def test_refusal_reasons_stay_bounded_when_a_wearable_sends_garbage(tmp_path: Path) -> None:
+    """Decode errors name values from the payload: 5,000 distinct ones must not become 5,000
+    counter keys (a faulty wearable at 1 Hz would add 86,400 a day)."""
+    m = monitor(tmp_path)
+    m.handle(Start(T0))
+    for extra in range(1, 5001):
+        m.handle(GattPayload("chest-strap", HR, bytes([0, 72]) + bytes(extra), T0))
+    reasons = m.counters.by_reason
+    assert m.counters.decode_errors == 5000 and sum(reasons.values()) == 5000
+    assert len(reasons) <= 65
+    assert reasons["1 trailing byte: payload is 3 bytes, flags describe 2"] == 1  # named
+    assert reasons["other reasons"] >= 5000 - 64
+    m.handle(GattPayload("chest-strap", HR, b"\x00\x48\x00", T0))  # a named one, again
+    assert reasons["1 trailing byte: payload is 3 bytes, flags describe 2"] == 2
+
+
 def test_a_malformed_payload_is_counted_and_skipped(tmp_path: Path) -> None:
     m = monitor(tmp_path)
     m.handle(Start(T0))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import random
+import tracemalloc
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +17,11 @@ from hypothesis import strategies as st
 from daemon.alerts import AlertKind, AlertState, AlertTransition, Severity
 from daemon.patient_messages import CareContact, patient_message
 from daemon.readings import Reading, Vital
-from daemon.temperature_baseline import TemperatureBaseline, TemperatureTrendThresholds
+from daemon.temperature_baseline import (
+    TemperatureBaseline,
+    TemperatureTrendThresholds,
+    _Samples,
+)
 
 T0 = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
 CONTACT = CareContact("the CAR-T clinic", "+1 555 0100", "911", fahrenheit_first=False)
@@ -44,7 +51,7 @@ def run(
     seed: int = 7,
 ) -> list[tuple[float, AlertTransition]]:
     rng = random.Random(seed)
-    out = []
+    out: list[tuple[float, AlertTransition]] = []
     t = start_s
     while t < until_s:
         value = round(curve(t) + rng.gauss(0, noise_c), 2)
@@ -216,3 +223,45 @@ def test_warm_from_stored_readings_keeps_the_baseline_across_a_restart() -> None
     # live again: a plateau is judged against the warmed baseline at once
     raised = run(restarted, lambda t: circadian(t) + 0.8, 2 * DAY + 2 * 3600, start_s=2 * DAY)
     assert [tr.kind for _, tr in raised] == [AlertKind.TEMPERATURE_TREND]
+
+
+def test_what_the_engine_holds_is_about_16_bytes_a_reading_of_its_windows() -> None:
+    """A hub runs for weeks: the lag and the windows are bounded by time, but at a 1 Hz patch
+    they hold 39,600 readings, so the bytes a reading costs decide the engine's memory. Kept as
+    (datetime, float) tuples they cost ~120 B a reading (about 2 MB a patch, from the second
+    day on, when a baseline exists); as arrays, 16 B plus the sorted sustain window's 8."""
+    every = 20.0
+    lag_s = 3600.0
+    tracemalloc.start()
+    try:
+        notice = engine(bin_hours=24, baseline_lag_s=lag_s)  # one bin: a baseline after ~2 h
+        assert run(notice, lambda t: 36.6, 8 * 3600, every_s=every) == []
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+        assert notice.baseline("patch", T0 + timedelta(hours=8)) is not None
+        del notice
+        gc.collect()
+        without, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    t = TemperatureTrendThresholds()
+    windows = (t.sustain_window_s + t.trend_window_s + t.clear_window_s + lag_s) / every
+    assert (held - without) / windows <= 48, (held - without) / windows
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just("pop"), st.floats(-1e6, 1e6)), max_size=400))
+def test_samples_queue_behaves_like_a_deque_of_pairs(ops: list[str | float]) -> None:
+    samples, model = _Samples("q"), deque[tuple[int, float]]()
+    for n, op in enumerate(ops):
+        if op == "pop":
+            if model:
+                assert samples.popleft() == model.popleft()
+        else:
+            samples.append(n, float(op))
+            model.append((n, float(op)))
+        assert len(samples) == len(model)
+        assert list(samples.items()) == list(model)
+        assert list(samples.values()) == [v for _, v in model]
+        if model:
+            assert (samples.first_ts(), samples.last_ts()) == (model[0][0], model[-1][0])
