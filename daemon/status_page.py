@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import jinja2
 import tornado.httpserver
+import tornado.iostream
 import tornado.netutil
 import tornado.web
 
@@ -150,7 +151,7 @@ class StatusPage:
         self.link: bool | None = None
         self.sound_problem: str | None = None
         self.history = VitalsHistory()
-        self._server: tornado.httpserver.HTTPServer | None = None
+        self._server: _BoundedServer | None = None
         self.port: int | None = None
         self._env = jinja2.Environment(
             loader=jinja2.PackageLoader("daemon", "templates"),
@@ -242,7 +243,7 @@ class StatusPage:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.settings.tls_cert_file, self.settings.tls_key_file)
         # Small forms only; a phone that stalls mid-request is dropped rather than held open.
-        self._server = tornado.httpserver.HTTPServer(
+        self._server = _BoundedServer(
             self.app(), ssl_options=context, max_body_size=16 * 1024,
             max_buffer_size=64 * 1024, idle_connection_timeout=120.0, body_timeout=30.0)
         sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
@@ -578,6 +579,39 @@ class StatusPage:
 
 
 _Action = Callable[["_Handler"], Awaitable[None]]
+
+# A patient's phone or two, a caregiver's tablet: far fewer. Each connection holds a file
+# descriptor of the daemon's, which the Bluetooth, broker and database links need as well.
+MAX_CONNECTIONS = 32
+
+
+class _BoundedServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTP server with a cap on open connections: a device on the home network that
+    opens hundreds must not use up the descriptors the alarm path runs on. Past the cap a new
+    connection is closed at once; the refusal is logged when it starts and when it ends, not
+    once per connection."""
+
+    max_connections = MAX_CONNECTIONS
+    _open = 0
+    _refused = 0
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
+        if self._open >= self.max_connections:
+            if self._refused == 0:
+                log.warning("status page: %d connections open; refusing new ones (from %s)",
+                            self._open, address[0] if address else "unknown")
+            self._refused += 1
+            stream.close()
+            return
+        self._open += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        self._open -= 1
+        if self._refused and self._open < self.max_connections:
+            log.warning("status page: accepting connections again (%d refused)", self._refused)
+            self._refused = 0
+        super().on_close(server_conn)
 
 
 class _Handler(tornado.web.RequestHandler):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from daemon.access_code import AccessCode
 from daemon.monitor import Acknowledgement, ManualReading, SymptomReport
 from daemon.readings import Reading, Vital
+from daemon.status_page import MAX_CONNECTIONS
 from tests.support.browser import (
     PageServer,
     RawClient,
@@ -489,3 +492,39 @@ def test_the_server_refuses_malformed_requests_and_says_little_about_itself(
 
     assert recorder.inputs == []
     assert client.request("GET", "/")[0] == 200  # and the page still serves
+
+
+def test_a_flood_of_connections_is_capped_and_the_page_recovers(
+        server: PageServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Connections past the cap are closed at once (each would hold one of the daemon's file
+    descriptors); the refusal is logged once when it starts and once when it ends."""
+    caplog.set_level(logging.WARNING, logger="daemon.status_page")
+    host, port = server.url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=10)
+            for _ in range(MAX_CONNECTIONS)]
+    try:
+        deadline = time.monotonic() + 10
+        while server.call(lambda: server.page._server._open) < MAX_CONNECTIONS:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the server never took the idle connections"
+            time.sleep(0.02)
+        extra = [socket.create_connection((host, int(port)), timeout=10) for _ in range(5)]
+        for sock in extra:  # closed by the server without a byte
+            assert sock.recv(1) == b""
+            sock.close()
+        with pytest.raises(OSError):  # nor is a page served past the cap
+            RawClient(server.url).request("GET", "/login")
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:  # the idle connections' closing reaches the server's loop
+        try:
+            if RawClient(server.url).request("GET", "/login")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the page did not serve again"
+        time.sleep(0.05)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("refusing new ones" in m for m in messages) == 1, messages
+    assert sum("accepting connections again" in m for m in messages) == 1, messages
