@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger(__name__)
@@ -23,13 +24,25 @@ TIME_ERROR = 5
 _TIMEX_BYTES = 512  # larger than struct timex on every Linux ABI; modes (the first int) = 0
 
 
-def clock_synchronized() -> bool | None:
-    """True or False from the kernel; None where it cannot be asked (not Linux)."""
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # Once per process: find_library runs `ldconfig -p` (a subprocess) on every call, and the
+    # heartbeat asks every 30 s.
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+def clock_synchronized() -> bool | None:
+    """True or False from the kernel; None where it cannot be asked (not Linux)."""
+    libc = _libc()
+    if libc is None:
+        return None
+    try:
         buffer = ctypes.create_string_buffer(_TIMEX_BYTES)
         state = libc.adjtimex(buffer)
     except (OSError, AttributeError):
