@@ -10,6 +10,8 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -41,6 +43,7 @@ from tests.support.page_scenes import (
     fever,
     make_page,
 )
+from tests.support.requirements import require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -528,3 +531,30 @@ def test_a_flood_of_connections_is_capped_and_the_page_recovers(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("refusing new ones" in m for m in messages) == 1, messages
     assert sum("accepting connections again" in m for m in messages) == 1, messages
+
+
+def test_with_tls_on_the_page_is_served_over_https_only_with_a_secure_cookie(
+        tmp_path: Path, clock: FakeClock, recorder: Recorder) -> None:
+    openssl = require_binary("openssl")
+    cert, key = tmp_path / "page.crt", tmp_path / "page.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    page, _ = make_page(tmp_path, clock=clock, submit=recorder, tls=(cert, key))
+    with PageServer(page):
+        assert page.url.startswith("https://127.0.0.1:")
+        base = page.url.rstrip("/")
+        client = RawClient(base, ssl.create_default_context(cafile=str(cert)))
+        status, body, headers = client.request("GET", "/login")
+        assert status == 200 and 'name="csrf"' in body
+        cookie = headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie, cookie
+        assert client.sign_in(CODE) == 303
+        status, body, _ = client.request("GET", "/")
+        assert status == 200 and 'action="/logout"' in body
+        # Plain HTTP to the TLS port gets no page.
+        with pytest.raises((OSError, http.client.HTTPException)):
+            RawClient(base.replace("https://", "http://")).request("GET", "/login")
+        # Nor does a client that does not trust the certificate.
+        with pytest.raises(OSError):
+            RawClient(base, ssl.create_default_context()).request("GET", "/login")

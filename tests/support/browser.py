@@ -12,6 +12,7 @@ import contextlib
 import http.cookiejar
 import re
 import shutil
+import ssl
 import tempfile
 import threading
 import urllib.error
@@ -123,7 +124,7 @@ class RawClient:
     """Plain HTTP with a cookie jar: for what a browser would never send (a POST without the
     CSRF token). Redirects are not followed, so each answer's status can be asserted."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, context: ssl.SSLContext | None = None) -> None:
         self.base = base
         self.jar = http.cookiejar.CookieJar()
 
@@ -131,8 +132,11 @@ class RawClient:
             def redirect_request(self, *args: Any, **kwargs: Any) -> None:
                 return None
 
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar),
-                                                  NoRedirect())
+        handlers: list[urllib.request.BaseHandler] = [
+            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect()]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self.opener = urllib.request.build_opener(*handlers)
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None
                 ) -> tuple[int, str, dict[str, str]]:

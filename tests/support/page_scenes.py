@@ -53,11 +53,14 @@ class Recorder:
 
 
 def make_page(tmp: Path, *, clock: FakeClock, submit: Any, code: str | None = CODE,
-              refresh_s: int = 0, **patient: Any) -> tuple[StatusPage, Config]:
+              refresh_s: int = 0, tls: tuple[Path, Path] | None = None,
+              **patient: Any) -> tuple[StatusPage, Config]:
     config = hub_config(tmp / "data", 1883, patient=patient)
     if code is not None:
         AccessCode.from_code(code).save(config.hub.data_dir)
-    settings = StatusPageSettings(host="127.0.0.1", port=0, refresh_s=refresh_s)
+    cert, key = tls if tls is not None else (None, None)
+    settings = StatusPageSettings(host="127.0.0.1", port=0, refresh_s=refresh_s,
+                                  tls_cert_file=cert, tls_key_file=key)
     return StatusPage(config, settings, submit, clock=clock, tz=UTC), config
 
 
