@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+import tracemalloc
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,13 @@ from daemon.patient_reports import SYMPTOMS, ReportError, parse_temperature
 from daemon.readings import Reading, Vital
 from daemon.status_page import StatusPageSettings, age_words, tel_href
 from daemon.store import JournalEntry, Store
-from daemon.vitals_chart import ChartScale, VitalsHistory, load_history, render_chart
+from daemon.vitals_chart import (
+    ChartScale,
+    MinuteSeries,
+    VitalsHistory,
+    load_history,
+    render_chart,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 NOW = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
@@ -305,6 +312,41 @@ def test_history_is_bounded_to_a_day_of_minutes() -> None:
     history.add_readings([Reading("patch", Vital.TEMPERATURE, 37.0, start + timedelta(seconds=s))
                           for s in range(0, 48 * 3600, 20)])
     assert len(history.temperature) == 24 * 60
+
+
+@given(st.lists(st.tuples(st.integers(0, 3 * 24 * 60), st.floats(30.0, 200.0)), max_size=300))
+def test_minute_series_matches_a_plain_per_minute_table(adds: list[tuple[int, float]]) -> None:
+    """In any order (late manual readings, history loaded after live data), the series holds
+    exactly the per-minute means a plain dict would, trimmed to the day before each reading."""
+    series = MinuteSeries()
+    table: dict[int, tuple[float, int]] = {}
+    for minute, value in adds:
+        series.add(datetime.fromtimestamp(minute * 60 + 7, UTC), value)
+        total, n = table.get(minute, (0.0, 0))
+        table[minute] = (total + value, n + 1)
+        table = {m: v for m, v in table.items() if m > minute - 24 * 60}
+    expected = [(m, total / n) for m, (total, n) in sorted(table.items())]
+    got = series.points(-1)
+    assert [m for m, _ in got] == [m for m, _ in expected]
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected])
+    assert len(series) == len(expected)
+    if expected:
+        since = expected[len(expected) // 2][0]
+        assert [m for m, _ in series.points(since)] == [m for m, _ in expected if m > since]
+
+
+def test_a_day_of_one_hertz_readings_takes_tens_of_kilobytes() -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        series = MinuteSeries()
+        for second in range(24 * 3600):
+            series.add(NOW + timedelta(seconds=second), 37.0)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(series) == 24 * 60
+    assert held < 80_000, held  # a dict of (sum, count) tuples held about 310 kB
 
 
 def test_history_loads_from_the_store_read_only(tmp_path: Path) -> None:
