@@ -32,11 +32,13 @@ No silent clear: each continuous device has a ``FallWatch`` (daemon.temperature_
 fall faster than physiology allows, the device's readings never count towards a clear until the
 readings come back or a spot check arrives (TechnicalAlarms raises IMPLAUSIBLE_FALL meanwhile).
 
-Tachycardia (per device): over the window (``window_s`` while a fever alert is open,
-``window_alone_s`` otherwise), >= ``min_fraction`` of the readings are > ``threshold_bpm`` and so
-are most of the window's first and last minute, on a run of readings with sensor contact (False
-breaks the run; None means the strap cannot tell, accepted) without a gap > ``max_gap_s`` that
-covers the whole window. Dips do not reset it; a walk shorter than the window cannot fill it.
+Tachycardia (per device): over the window (``window_s`` while a fever alert is open and the fever
+is current, ``window_alone_s`` otherwise; not current: only a spot check older than the cool spell
+of every wearable that ran hot holds the alert open), >= ``min_fraction`` of the readings are >
+``threshold_bpm`` and so are most of the window's first and last minute, on a run of readings
+with sensor contact (False breaks the run; None means the strap cannot tell, accepted) without a
+gap > ``max_gap_s`` that covers the whole window. Dips do not reset it; a walk shorter than the
+window cannot fill it.
 
 Clearing (hysteresis): the device's fever window low median stays below threshold − margin for
 ``clear_hold_s`` measured on reading times; for heart rate, >= ``min_fraction`` of the readings
