@@ -388,7 +388,7 @@ class ClinicalRules:
         track.cool.push(at, value < t.threshold_bpm - t.clear_margin_bpm, value)
         run = (at - track.run_since).total_seconds()
         # Fever with a fast heart rate is the CRS picture: the short window. Alone, the long one.
-        window = track.fast if self._fever_current() else track.alone
+        window = track.fast if self._fever_current(at) else track.alone
         # Sustained: min_fraction of the window above the threshold, and above it at both ends
         # (the majority of its first and of its last minute), so that the tolerated dips
         # cannot all sit at one end and shorten "30 min" to 24.
@@ -404,15 +404,15 @@ class ClinicalRules:
         shown = track.cool if cool else window  # the mean over the window that decided
         return self._apply(TACHYCARDIA, reading, _Evaluation(confirmed, cool, round(shown.mean())))
 
-    def _fever_current(self) -> bool:
+    def _fever_current(self, at: datetime) -> bool:
         """Whether the open fever alert is a fever now, for the tachycardia window. Not when only
         an old spot check holds it open: every continuous device that ran hot during the alert
-        has since held below the clear band for ``clear_hold_s`` (after a plausible fall: the
-        fall guard keeps ``cool_since`` unset) and the latest spot check is cool or older than
-        those devices' cool spell. The alert itself stays open (its clear needs a new spot
-        check); only a walk hours after the fever broke no longer counts as fever with a fast
-        heart rate. Evidence stopping never ends a fever: a hot device gone silent, or a fever
-        seen only by spot checks, keeps it current."""
+        is still reporting (within its window of ``at``) and has held below the clear band for
+        ``clear_hold_s`` (after a plausible fall: the fall guard keeps ``cool_since`` unset),
+        and the latest spot check is cool or older than those devices' cool spell. The alert
+        itself stays open (its clear needs a new spot check); only a walk hours after the fever
+        broke no longer counts as fever with a fast heart rate. Evidence stopping never ends a
+        fever: a device gone silent, or a fever seen only by spot checks, keeps it current."""
         if FEVER not in self._book:
             return False
         wearables = [self._temperature[d] for d in self._hot[FEVER] if d in self._temperature]
@@ -425,6 +425,8 @@ class ClinicalRules:
                 track.last_at - track.cool_since
             ).total_seconds() < self._fever_t.clear_hold_s:
                 return True
+            if abs((at - track.last_at).total_seconds()) > track.window_s:
+                return True  # silent since: it no longer vouches for now
             cool_from = track.cool_since if cool_from is None else min(cool_from, track.cool_since)
         if self._last_spot is not None and cool_from is not None:
             spot_at, value = self._last_spot

@@ -346,10 +346,10 @@ def fever_held_open_by_an_oral_reading(rules: ClinicalRules) -> list[AlertTransi
     breaks: the patch falls 1.4 °C in an hour (a plausible defervescence) and reads 37.0 °C for
     hours. The fever alert stays open (every device that ran hot must show a clear; the oral
     thermometer needs a new reading), though the wearable has held below the band for hours.
-    Until 4 h: heart rate 75 bpm, strap on throughout."""
+    Until 4 h, the strap on throughout: heart rate 75 bpm."""
     patch = [temp(s, 38.4) for s in range(0, 900, 60)]
     patch += [temp(s, 38.4 - 1.4 * (s - 900) / 3600) for s in range(900, 4500, 60)]
-    patch += [temp(s, 37.0) for s in range(4500, 6 * 3600, 60)]
+    patch += [temp(s, 37.0) for s in range(4500, 4 * 3600, 60)]
     oral = [temp(600, 38.5, ORAL, spot=True)]
     heart = [hr(s, 75) for s in range(0, 4 * 3600, 5)]
     return feed(rules, sorted(patch + oral + heart, key=lambda r: r.observed_at))
@@ -408,6 +408,20 @@ def test_a_patch_gone_silent_while_febrile_keeps_the_10_minute_window() -> None:
     out = feed(rules, [temp(s, 38.4) for s in range(0, 900, 60)])
     assert summary(out) == [(AlertKind.FEVER, AlertState.RAISED)]
     start = 3600
+    out = feed(rules, walk(start, 15))
+    assert summary(out) == [
+        (AlertKind.TACHYCARDIA, AlertState.RAISED),
+        (AlertKind.FEVER_TACHYCARDIA, AlertState.SEVERITY_CHANGED),
+    ]
+    assert out[0].observed_at == at(start + 600)
+
+
+def test_a_patch_gone_silent_after_the_fever_broke_no_longer_vouches_for_it() -> None:
+    rules = ClinicalRules(Thresholds(), new_id=Ids())
+    fever_held_open_by_an_oral_reading(rules)
+    # The patch read 37.0 °C until 4 h, then went out of range; two hours later the fever
+    # alert is still open and nothing current says the fever is over: the 10-minute window.
+    start = 6 * 3600 + 600
     out = feed(rules, walk(start, 15))
     assert summary(out) == [
         (AlertKind.TACHYCARDIA, AlertState.RAISED),
