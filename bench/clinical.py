@@ -327,10 +327,12 @@ def score(outcome: Outcome, s: ScenarioScore, rng: Random) -> None:
         elif e.kind in FEVER_KINDS and not any(f.contains(e.t_s, 3600, 3600)
                                                for f in week.fevers):
             s.false_clinical[e.kind.value] += 1
-    # A tachycardia alert is true if it is open during sustained tachycardia (+10 min) or within
-    # an hour of a fever (the CRS picture); detected: some alert open during the case.
+    # A tachycardia alert is true if it is open during sustained tachycardia (+10 min; any the
+    # generator made, seen whole by the strap or not) or within an hour of a fever (the CRS
+    # picture); detected: some alert open during a case the strap could see.
     for raised, cleared in _alert_spans(events, {AlertKind.TACHYCARDIA}):
-        real = any(raised <= t.end_s + 600 and cleared >= t.start_s for t in week.tachycardias)
+        real = any(raised <= t.end_s + 600 and cleared >= t.start_s
+                   for t in week.tachycardia_episodes)
         if not (real or any(f.contains(raised, 3600, 3600) for f in week.fevers)):
             s.false_clinical[AlertKind.TACHYCARDIA.value] += 1
     tachy_alerts = _alert_spans(events, {AlertKind.TACHYCARDIA})

@@ -85,7 +85,10 @@ class PatientWeek:
     displacements: list[Displacement]
     oral_checks: list[int]  # seconds: routine and symptom-prompted oral readings
     fevers: list[Span] = field(default_factory=list)
-    tachycardias: list[Span] = field(default_factory=list)  # sustained, without fever
+    tachycardias: list[Span] = field(default_factory=list)  # sustained, without fever, seen
+    # Every sustained tachycardia generated, including those the strap could not see whole (an
+    # outing, the strap off) or near a fever: an alert during one is not false.
+    tachycardia_episodes: list[Span] = field(default_factory=list)
     days: float = 7.0
 
 
@@ -263,13 +266,14 @@ def generate(pid: str, scenario: str, seed: int) -> PatientWeek:
     oral = sorted(t for t in oral if t < WEEK_S)
     # A case of sustained tachycardia without fever is one the strap can see: worn, at home
     # (not on an outing, out of the hub's range) and no fever within an hour.
+    episodes = list(tachy)
     tachy = [t for t in tachy if any(s.contains(t.start_s) and s.contains(t.end_s)
                                      for s in strap_on)
              and not any(o.start_s - 1800 <= t.end_s and o.end_s >= t.start_s for o in outings)
              and not any(f.contains(t.start_s, 3600, 3600) for f in fevers)]
     return PatientWeek(pid, scenario, offset, core, skin, blanket, shower, hr, walking, strap_on,
                        outings, sorted(drops, key=lambda s: s.start_s), displacements, oral,
-                       fevers, tachy)
+                       fevers, tachy, episodes)
 
 
 def oral_value(rng: random.Random, core_c: float) -> float:

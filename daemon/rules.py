@@ -32,11 +32,13 @@ No silent clear: each continuous device has a ``FallWatch`` (daemon.temperature_
 fall faster than physiology allows, the device's readings never count towards a clear until the
 readings come back or a spot check arrives (TechnicalAlarms raises IMPLAUSIBLE_FALL meanwhile).
 
-Tachycardia (per device): over the window (``window_s`` while a fever alert is open,
-``window_alone_s`` otherwise), >= ``min_fraction`` of the readings are > ``threshold_bpm`` and so
-are most of the window's first and last minute, on a run of readings with sensor contact (False
-breaks the run; None means the strap cannot tell, accepted) without a gap > ``max_gap_s`` that
-covers the whole window. Dips do not reset it; a walk shorter than the window cannot fill it.
+Tachycardia (per device): over the window (``window_s`` while a fever alert is open and the fever
+is current, ``window_alone_s`` otherwise; not current: only a spot check older than the cool spell
+of every wearable that ran hot holds the alert open), >= ``min_fraction`` of the readings are >
+``threshold_bpm`` and so are most of the window's first and last minute, on a run of readings
+with sensor contact (False breaks the run; None means the strap cannot tell, accepted) without a
+gap > ``max_gap_s`` that covers the whole window. Dips do not reset it; a walk shorter than the
+window cannot fill it.
 
 Clearing (hysteresis): the device's fever window low median stays below threshold − margin for
 ``clear_hold_s`` measured on reading times; for heart rate, >= ``min_fraction`` of the readings
@@ -386,7 +388,7 @@ class ClinicalRules:
         track.cool.push(at, value < t.threshold_bpm - t.clear_margin_bpm, value)
         run = (at - track.run_since).total_seconds()
         # Fever with a fast heart rate is the CRS picture: the short window. Alone, the long one.
-        window = track.fast if FEVER in self._book else track.alone
+        window = track.fast if self._fever_current(at) else track.alone
         # Sustained: min_fraction of the window above the threshold, and above it at both ends
         # (the majority of its first and of its last minute), so that the tolerated dips
         # cannot all sit at one end and shorten "30 min" to 24.
@@ -401,6 +403,37 @@ class ClinicalRules:
         cool = self._heart_held_cool(track)
         shown = track.cool if cool else window  # the mean over the window that decided
         return self._apply(TACHYCARDIA, reading, _Evaluation(confirmed, cool, round(shown.mean())))
+
+    def _fever_current(self, at: datetime) -> bool:
+        """Whether the open fever alert is a fever now, for the tachycardia window. Not when only
+        an old spot check holds it open: every continuous device that ran hot during the alert
+        is still reporting (within its window of ``at``) and has held below the clear band for
+        ``clear_hold_s`` (after a plausible fall: the fall guard keeps ``cool_since`` unset),
+        and the latest spot check is cool or older than those devices' cool spell. The alert
+        itself stays open (its clear needs a new spot check); only a walk hours after the fever
+        broke no longer counts as fever with a fast heart rate. Evidence stopping never ends a
+        fever: a device gone silent, or a fever seen only by spot checks, keeps it current."""
+        if FEVER not in self._book:
+            return False
+        wearables = [self._temperature[d] for d in self._hot[FEVER] if d in self._temperature]
+        if not wearables:
+            return True
+        cool_from: datetime | None = None
+        for track in wearables:
+            # Cool held on the device's own reading times, as for the clear (_held_cool).
+            if track.cool_since is None or track.last_at is None or (
+                track.last_at - track.cool_since
+            ).total_seconds() < self._fever_t.clear_hold_s:
+                return True
+            if abs((at - track.last_at).total_seconds()) > track.window_s:
+                return True  # silent since: it no longer vouches for now
+            cool_from = track.cool_since if cool_from is None else min(cool_from, track.cool_since)
+        if self._last_spot is not None and cool_from is not None:
+            spot_at, value = self._last_spot
+            band = self._fever_t.threshold_c - self._fever_t.clear_margin_c
+            if value >= band and spot_at >= cool_from:
+                return True
+        return False
 
     def _heart_held_cool(self, track: _HeartTrack) -> bool:
         t = self._tachy_t

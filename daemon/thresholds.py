@@ -77,8 +77,10 @@ class TachycardiaThresholds(_Strict):
     # are above the threshold, its first and last minute mostly so: a few dips to 100 bpm do not
     # reset it (a median would be 0.5), yet the rate must be high from start to end.
     # window_s applies while a fever alert is open (fever with a fast heart rate is the CRS
-    # picture and must escalate fast); alone, a fast heart rate must last window_alone_s, longer
-    # than an ordinary walk (30 min: the sustained-tachycardia case of the clinical benchmark).
+    # picture and must escalate fast), unless only an oral reading older than the wearables'
+    # clear_hold_s below the band still holds it open (rules.ClinicalRules._fever_current);
+    # alone, a fast heart rate must last window_alone_s, longer than an ordinary walk (30 min:
+    # the sustained-tachycardia case of the clinical benchmark).
     window_s: float = Field(600.0, gt=0)
     window_alone_s: float = Field(1800.0, gt=0)
     min_fraction: float = Field(0.8, gt=0.5, le=1.0)

@@ -336,3 +336,95 @@ def test_no_temperature_from_any_source_is_always_an_alarm() -> None:
     reading = manual_reading(36.8, at(11 * 3600))
     assert reading is not None
     assert summary(tech.observe(reading)) == [(AlertKind.NO_DATA, AlertState.CLEARED)]
+
+
+# -- tachycardia while a fever alert is held open by an old oral reading ---------------------
+
+
+def fever_held_open_by_an_oral_reading(rules: ClinicalRules) -> list[AlertTransition]:
+    """The patch confirms a fever (38.4 °C), an oral reading agrees (38.5 °C), then the fever
+    breaks: the patch falls 1.4 °C in an hour (a plausible defervescence) and reads 37.0 °C for
+    hours. The fever alert stays open (every device that ran hot must show a clear; the oral
+    thermometer needs a new reading), though the wearable has held below the band for hours.
+    Until 4 h, the strap on throughout: heart rate 75 bpm."""
+    patch = [temp(s, 38.4) for s in range(0, 900, 60)]
+    patch += [temp(s, 38.4 - 1.4 * (s - 900) / 3600) for s in range(900, 4500, 60)]
+    patch += [temp(s, 37.0) for s in range(4500, 4 * 3600, 60)]
+    oral = [temp(600, 38.5, ORAL, spot=True)]
+    heart = [hr(s, 75) for s in range(0, 4 * 3600, 5)]
+    return feed(rules, sorted(patch + oral + heart, key=lambda r: r.observed_at))
+
+
+def walk(start_s: int, minutes: int, bpm: float = 118) -> list[Reading]:
+    return [hr(s, bpm) for s in range(start_s, start_s + minutes * 60, 5)]
+
+
+def patch_and(readings: list[Reading], start_s: int, end_s: int) -> list[Reading]:
+    patch = [temp(s, 37.0) for s in range(start_s, end_s, 60)]
+    return sorted(readings + patch, key=lambda r: r.observed_at)
+
+
+def test_a_walk_hours_after_the_fever_broke_needs_the_30_minute_window() -> None:
+    rules = ClinicalRules(Thresholds(), new_id=Ids())
+    out = fever_held_open_by_an_oral_reading(rules)
+    assert summary(out) == [(AlertKind.FEVER, AlertState.RAISED)]
+    assert [t.kind for t in rules.open_alerts()] == [AlertKind.FEVER]
+    # A 15-minute walk: fever with a fast heart rate is the CRS picture and gets the 10-minute
+    # window, but the only fever left is an oral reading 3.8 h old, and the patch, which saw
+    # this fever, has read 37.0 °C for 2.5 h since: not a fever with a fast heart rate.
+    start = 4 * 3600
+    heart = walk(start, 15) + [hr(s, 75) for s in range(start + 900, start + 3600, 5)]
+    out = feed(rules, patch_and(heart, start, start + 3600))
+    assert out == []
+    # A 35-minute walk is still tachycardia on its own (the 30-minute window).
+    heart = walk(start + 3600, 35) + [hr(s, 75) for s in range(start + 5700, start + 5820, 5)]
+    out = feed(rules, patch_and(heart, start + 3600, start + 5820))
+    assert summary(out) == [
+        (AlertKind.TACHYCARDIA, AlertState.RAISED),
+        (AlertKind.FEVER_TACHYCARDIA, AlertState.SEVERITY_CHANGED),
+    ]
+    assert out[0].observed_at == at(start + 3600 + 1800 - 30)
+
+
+def test_a_new_febrile_oral_reading_brings_back_the_10_minute_window() -> None:
+    rules = ClinicalRules(Thresholds(), new_id=Ids())
+    fever_held_open_by_an_oral_reading(rules)
+    # The patch under-reads now (37.0 °C) but the patient's oral thermometer says 38.3 °C:
+    # that reading is newer than the patch's cool spell, so the fever is current.
+    start = 4 * 3600
+    oral = [temp(start - 30, 38.3, ORAL, spot=True)]
+    heart = walk(start, 15)
+    out = feed(rules, patch_and(oral + heart, start, start + 900))
+    assert summary(out) == [
+        (AlertKind.TACHYCARDIA, AlertState.RAISED),
+        (AlertKind.FEVER_TACHYCARDIA, AlertState.SEVERITY_CHANGED),
+    ]
+    assert out[0].observed_at == at(start + 600 - 30)
+
+
+def test_a_patch_gone_silent_while_febrile_keeps_the_10_minute_window() -> None:
+    rules = ClinicalRules(Thresholds(), new_id=Ids())
+    # Febrile, then the patch goes out of range: nothing newer says the fever is over.
+    out = feed(rules, [temp(s, 38.4) for s in range(0, 900, 60)])
+    assert summary(out) == [(AlertKind.FEVER, AlertState.RAISED)]
+    start = 3600
+    out = feed(rules, walk(start, 15))
+    assert summary(out) == [
+        (AlertKind.TACHYCARDIA, AlertState.RAISED),
+        (AlertKind.FEVER_TACHYCARDIA, AlertState.SEVERITY_CHANGED),
+    ]
+    assert out[0].observed_at == at(start + 600)
+
+
+def test_a_patch_gone_silent_after_the_fever_broke_no_longer_vouches_for_it() -> None:
+    rules = ClinicalRules(Thresholds(), new_id=Ids())
+    fever_held_open_by_an_oral_reading(rules)
+    # The patch read 37.0 °C until 4 h, then went out of range; two hours later the fever
+    # alert is still open and nothing current says the fever is over: the 10-minute window.
+    start = 6 * 3600 + 600
+    out = feed(rules, walk(start, 15))
+    assert summary(out) == [
+        (AlertKind.TACHYCARDIA, AlertState.RAISED),
+        (AlertKind.FEVER_TACHYCARDIA, AlertState.SEVERITY_CHANGED),
+    ]
+    assert out[0].observed_at == at(start + 600)
