@@ -8,15 +8,15 @@ monitoring, and every boot would otherwise start with an alarm the patient canno
 
 ``adjtimex(2)`` with no modes set only reads; it returns TIME_ERROR (5) while the kernel's clock
 is not synchronised (STA_UNSYNC), which chrony, ntpd and systemd-timesyncd all clear once they
-have set it. Written by hand (ctypes, a few lines) because no maintained library wraps it.
+have set it. Written by hand (ctypes, daemon/libc.py) because no maintained library wraps it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import functools
 import logging
+
+from daemon.libc import libc as c_library
 
 log = logging.getLogger(__name__)
 
@@ -24,22 +24,9 @@ TIME_ERROR = 5
 _TIMEX_BYTES = 512  # larger than struct timex on every Linux ABI; modes (the first int) = 0
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    # Once per process: find_library runs `ldconfig -p` (a subprocess) on every call, and the
-    # heartbeat asks every 30 s.
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        return ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
-
-
 def clock_synchronized() -> bool | None:
     """True or False from the kernel; None where it cannot be asked (not Linux)."""
-    libc = _libc()
+    libc = c_library()
     if libc is None:
         return None
     try:
