@@ -51,6 +51,7 @@ from daemon.payloads import AckResponse, AlertEvent, AlertStateSnapshot, DeviceS
 from daemon.readings import Reading, Vital
 from daemon.status_page_settings import StatusPageSettings
 from daemon.vitals_chart import ChartScale, VitalsHistory, load_history, render_chart
+from daemon.web_security import SecureHeaders
 
 log = logging.getLogger(__name__)
 
@@ -614,7 +615,7 @@ class _BoundedServer(tornado.httpserver.HTTPServer):
         super().on_close(server_conn)
 
 
-class _Handler(tornado.web.RequestHandler):
+class _Handler(SecureHeaders):
     """One route of the page: ``get``/``post`` are the StatusPage's coroutines for it (neither:
     the path does not exist). Sign-in and CSRF run first, in ``prepare``."""
 
@@ -623,16 +624,6 @@ class _Handler(tornado.web.RequestHandler):
         self.page = page
         self._get, self._post = get, post
         self.session: Session | None = None
-
-    def set_default_headers(self) -> None:
-        # No script at all, nothing from elsewhere, no framing; health data is never cached.
-        self.set_header("Content-Security-Policy", (
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'"))
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Cache-Control", "no-store")
-        self.clear_header("Server")
 
     def compute_etag(self) -> None:
         return None  # every page is made fresh and never cached (Cache-Control: no-store)

@@ -32,6 +32,7 @@ from daemon.console.credentials import DUMMY_HASH, Session, Sessions, verify_pas
 from daemon.console.history import AckRecord
 from daemon.console.service import Console
 from daemon.payloads import AlertAck
+from daemon.web_security import SecureHeaders
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,6 @@ COOKIE = "crs_console"
 LOGIN_COOKIE = "crs_console_login"
 HERE = Path(__file__).parent
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'")
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    # Health data: never kept in a shared browser or proxy cache.
-    "Cache-Control": "no-store",
-}
 # The forms are a few hundred bytes: a larger body is refused by the server before any handler
 # runs (tornado answers 400, closes the connection and logs "Content-Length too long" at INFO).
 MAX_BODY_BYTES = 64 * 1024
@@ -141,12 +133,8 @@ def _refusal_text(status: int, exc: BaseException | None) -> str:
     return f"{status}: {responses.get(status, 'Unknown')}"
 
 
-class _Secured(tornado.web.RequestHandler):
+class _Secured(SecureHeaders):
     """Security headers on every response (errors too), refusals as text and in the log."""
-
-    def set_default_headers(self) -> None:
-        for name, value in SECURITY_HEADERS.items():
-            self.set_header(name, value)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs["exc_info"][1] if "exc_info" in kwargs else None
